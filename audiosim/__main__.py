@@ -1,0 +1,5 @@
+import sys
+
+from audiosim.cli import main
+
+sys.exit(main())

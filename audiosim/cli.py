@@ -1,0 +1,227 @@
+"""The ``audiosim`` command line: the same core the GUI drives.
+
+Read commands print one JSON document on stdout with ``--json``; progress and logs go to stderr.
+Exit codes: 0 success, 1 error, 2 usage error, 3 index finished but some files failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from audiosim import __version__
+from audiosim.errors import AudiosimError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+
+ASSET_JSON_FIELDS = ("id", "path", "name", "folder", "status", "error", "duration", "sample_rate", "channels",
+                     "format", "subtype", "size", "mtime", "fingerprint", "avg_loudness", "peak_db", "centroid",
+                     "n_segments")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="audiosim", description="Find, hear and map similar sounds. With no command, opens the window.")
+    parser.add_argument("--version", action="version", version=f"audiosim {__version__}")
+    parser.add_argument("--library", metavar="DIR",
+                        help="library folder (default: $AUDIOSIM_LIBRARY or the platform's user data folder)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("index", help="index files and folders (recursive, incremental)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="analysis processes (default: cores)")
+
+    p = sub.add_parser("query", help="find the segments most similar to a file, a region or several files")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--each", action="store_true", help="one query per FILE, JSON Lines output")
+    p.add_argument("--start", type=float, metavar="S", help="region start in seconds")
+    p.add_argument("--end", type=float, metavar="E", help="region end in seconds")
+    p.add_argument("--not", dest="negatives", action="append", default=[], metavar="FILE",
+                   help="a negative example (repeatable): less like this")
+    p.add_argument("-k", type=int, default=50, metavar="N", help="number of results (default 50)")
+    p.add_argument("--level", choices=("segment", "file"), default="segment")
+    p.add_argument("--filter", metavar="EXPR", help="only assets matching this expression")
+    p.add_argument("--exclude-self", action="store_true", help="leave the query's own file out")
+
+    p = sub.add_parser("assets", help="list assets and their metadata")
+    p.add_argument("--filter", metavar="EXPR", help="e.g. 'avg_loudness > -18 dB and duration < 2s'")
+
+    sub.add_parser("stats", help="library size and vector store")
+
+    p = sub.add_parser("verify", help="check that the vector store and the metadata DB agree")
+    p.add_argument("--repair", action="store_true", help="fix what is found")
+    p.add_argument("--workers", type=int, default=None, metavar="N")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        from audiosim.gui import launch
+
+        return launch(library=args.library)
+    try:
+        return COMMANDS[args.command](args)
+    except AudiosimError as exc:
+        if args.debug:
+            raise
+        print(f"audiosim: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("audiosim: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def _open(args, *, writable: bool = False):
+    from audiosim.library.db import Library
+
+    return Library(args.library, writable=writable)
+
+
+def _emit(args, document, human) -> None:
+    if args.json:
+        json.dump(document, sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        human(document)
+    sys.stdout.flush()
+
+
+# -- index ------------------------------------------------------------------------------------------------
+def cmd_index(args) -> int:
+    from audiosim.indexer import index_paths
+    from audiosim.tasks import TqdmState
+
+    if args.workers is not None and args.workers < 1:
+        raise AudiosimError("--workers must be at least 1")
+    state = TqdmState("indexing")
+    previous = signal.getsignal(signal.SIGINT)
+
+    def cancel(_signum, _frame):  # first Ctrl-C: stop cleanly, keep what is done
+        state.cancel()
+        signal.signal(signal.SIGINT, previous)
+        print("\naudiosim: cancelling after the files in progress (Ctrl-C again to abort)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, cancel)
+    try:
+        with _open(args, writable=True) as library:
+            report = index_paths(library, args.paths, workers=args.workers, state=state)
+    finally:
+        state.close()
+        signal.signal(signal.SIGINT, previous)
+    for failure in report.failed:
+        print(f"failed: {failure['path']}: {failure['error']}", file=sys.stderr)
+
+    def human(doc):
+        rate = f", {report.audio_seconds / report.seconds:.0f}x realtime" if report.seconds > 0 else ""
+        print(f"indexed {doc['indexed']}, skipped {doc['skipped']}, removed {doc['removed']}, "
+              f"failed {len(doc['failed'])}; {doc['segments']} segments in {doc['seconds']:.1f} s{rate}"
+              + (" (cancelled)" if report.cancelled else ""))
+
+    _emit(args, report.to_json(), human)
+    if report.cancelled:
+        return 130
+    return EXIT_SOME_FAILED if report.failed else EXIT_OK
+
+
+# -- query ------------------------------------------------------------------------------------------------
+def cmd_query(args) -> int:
+    from audiosim.search import Seed, search
+
+    if (args.start is not None or args.end is not None) and args.level == "file":
+        raise AudiosimError("--start/--end select a region; use --level segment")
+    with _open(args) as library:
+        def run(files: list[str]) -> list:
+            seeds = [Seed(f, args.start, args.end) for f in files]
+            seeds += [Seed(f, positive=False) for f in args.negatives]
+            return search(library, seeds, k=args.k, level=args.level, filter_expression=args.filter,
+                          exclude_self=args.exclude_self)
+
+        if args.each:
+            failed = False
+            for f in args.files:
+                try:
+                    doc = {"query": f, "results": [h.to_json() for h in run([f])]}
+                except AudiosimError as exc:
+                    if args.debug:
+                        raise
+                    failed = True
+                    doc = {"query": f, "error": str(exc), "results": []}
+                    print(f"audiosim: error: {f}: {exc}", file=sys.stderr)
+                _emit(args, doc, _print_results)
+            return EXIT_ERROR if failed else EXIT_OK
+        _emit(args, {"results": [h.to_json() for h in run(args.files)]}, _print_results)
+    return EXIT_OK
+
+
+def _print_results(doc) -> None:
+    if "query" in doc:
+        print(f"# {doc['query']}")
+    if not doc["results"]:
+        print("no results")
+    for r in doc["results"]:
+        print(f"{r['rank']:>4}  {r['distance']:8.4f}  {r['start']:8.2f}-{r['end']:<8.2f} {r['path']}")
+
+
+# -- assets, stats, verify -----------------------------------------------------------------------------------
+def asset_to_json(asset) -> dict:
+    return {field: getattr(asset, field) for field in ASSET_JSON_FIELDS}
+
+
+def cmd_assets(args) -> int:
+    with _open(args) as library:
+        docs = [asset_to_json(a) for a in library.assets(args.filter)]
+
+    def human(rows):
+        for a in rows:
+            loud = "" if a["avg_loudness"] is None else f"{a['avg_loudness']:6.1f} LUFS"
+            dur = "" if a["duration"] is None else f"{a['duration']:8.2f} s"
+            extra = f"  ({a['error']})" if a["error"] else ""
+            print(f"{a['id']:>6}  {a['status']:<8}{dur:>11} {loud:>12}  {a['path']}{extra}")
+        print(f"{len(rows)} assets", file=sys.stderr)
+
+    _emit(args, docs, human)
+    return EXIT_OK
+
+
+def cmd_stats(args) -> int:
+    with _open(args) as library:
+        doc = library.stats()
+    _emit(args, doc, lambda d: print("\n".join(f"{k:>9}: {v}" for k, v in d.items())))
+    return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    from audiosim.library.verify import verify
+
+    with _open(args, writable=args.repair) as library:
+        doc = verify(library, repair=args.repair, workers=args.workers)
+
+    def human(d):
+        for p in d.get("found", []) if d["ok"] else d["problems"]:
+            print(f"{'repaired' if d['ok'] else 'problem'}: {p['message']}")
+        print("ok" if d["ok"] else f"{len(d['problems'])} problems (run `audiosim verify --repair`)")
+
+    _emit(args, doc, human)
+    return EXIT_OK if doc["ok"] else EXIT_ERROR
+
+
+COMMANDS = {"index": cmd_index, "query": cmd_query, "assets": cmd_assets, "stats": cmd_stats,
+            "verify": cmd_verify}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

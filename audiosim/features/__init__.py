@@ -1,0 +1,1 @@
+"""Frame features (MFCC with timestamps) and segment embeddings derived from them."""

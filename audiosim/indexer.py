@@ -1,0 +1,336 @@
+"""Index folders: find audio files, analyse the new and changed ones in worker processes, and commit
+the results in batches through the library's single writer.
+
+Incremental and resumable: an unchanged file (same size and mtime, or same content fingerprint, under the
+same analysis parameters) is skipped, so running again after a crash or a cancel picks up where it left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import stat
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from sqlalchemy import select
+
+from audiosim.analysis import Analysis, analyze_file, fingerprint_file
+from audiosim.config import AUDIO_EXTENSIONS, AnalysisParams
+from audiosim.errors import AudiosimError, DecodeError
+from audiosim.library.db import Library
+from audiosim.library.models import STATUS_INDEXED, Asset, Scan
+from audiosim.library.writer import Failure, LibraryWriter
+from audiosim.tasks import NullState, TaskState
+
+# Extensions that are certainly not audio: not worth opening to sniff.
+_NOT_AUDIO = frozenset({
+    ".txt", ".md", ".pdf", ".jpg", ".jpeg", ".png", ".gif", ".json", ".xml", ".html", ".nfo", ".db",
+    ".asd", ".reapeaks", ".pk", ".mid", ".midi", ".zip", ".rar", ".7z", ".gz", ".py", ".doc", ".docx",
+    ".rtf", ".csv", ".ini", ".log", ".npz", ".npy", ".exe", ".dll", ".so", ".dmg", ".iso",
+})
+
+COMMIT_EVERY_FILES = 64
+COMMIT_EVERY_SECONDS = 1.0
+SAVE_EVERY_SECONDS = 30.0
+
+
+@dataclasses.dataclass
+class IndexReport:
+    indexed: int = 0
+    skipped: int = 0
+    removed: int = 0
+    failed: list[dict] = dataclasses.field(default_factory=list)
+    segments: int = 0
+    seconds: float = 0.0
+    cancelled: bool = False
+    audio_seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"indexed": self.indexed, "skipped": self.skipped, "removed": self.removed,
+                "failed": self.failed, "segments": self.segments, "seconds": round(self.seconds, 3)}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    path: str
+    params: AnalysisParams
+
+
+def _analyze_job(job: _Job) -> tuple[str, Analysis | None, Failure | None]:
+    """Runs in a worker: never raises, so one bad file cannot stop the run."""
+    try:
+        return job.path, analyze_file(job.path, job.params), None
+    except DecodeError as exc:
+        error = str(exc)
+    except MemoryError:
+        error = "out of memory while decoding"
+    except Exception as exc:  # noqa: BLE001 - report any bug as this file's failure, keep going
+        error = f"unexpected error: {type(exc).__name__}: {exc}"
+    try:
+        st = os.stat(job.path)
+        size, mtime = st.st_size, st.st_mtime
+    except OSError:
+        size = mtime = None
+    return job.path, None, Failure(job.path, error, size, mtime)
+
+
+def _looks_like_audio(entry: os.DirEntry | Path, name: str) -> bool:
+    ext = os.path.splitext(name)[1].lower()
+    if ext in AUDIO_EXTENSIONS:
+        return True
+    if ext in _NOT_AUDIO:
+        return False
+    from audiosim.audio.decode import sniff_audio
+
+    return sniff_audio(entry.path if isinstance(entry, os.DirEntry) else entry)
+
+
+def walk_audio(roots: Iterable[str], errors: list[dict]) -> Iterator[tuple[str, os.stat_result]]:
+    """Yield (absolute path, stat) of audio files under ``roots``: recursive, follows symlinks to
+    directories once (loops are cut), skips hidden entries and AppleDouble ``._`` files."""
+    seen_dirs: set[tuple[int, int]] = set()
+    for root in roots:
+        path = os.path.abspath(root)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            errors.append({"path": path, "error": _os_reason(exc)})
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            yield from _walk_dir(path, st, seen_dirs, errors)
+        else:
+            yield path, st  # named explicitly: tried whatever its extension
+
+
+def _walk_dir(path: str, st: os.stat_result, seen: set, errors: list[dict]) -> Iterator:
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        return
+    seen.add(key)
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+    except OSError as exc:
+        errors.append({"path": path, "error": _os_reason(exc)})
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            entry_stat = entry.stat()  # follows symlinks
+        except OSError as exc:
+            if entry.is_symlink():
+                errors.append({"path": entry.path, "error": "broken or looping symbolic link"})
+            else:
+                errors.append({"path": entry.path, "error": _os_reason(exc)})
+            continue
+        if stat.S_ISDIR(entry_stat.st_mode):
+            yield from _walk_dir(entry.path, entry_stat, seen, errors)
+        elif stat.S_ISREG(entry_stat.st_mode) and _looks_like_audio(entry, entry.name):
+            yield entry.path, entry_stat
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "not found"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def _known_assets(library: Library, roots: list[str]) -> dict[str, Asset]:
+    with library.Session() as s:
+        clauses = [Asset.path == r for r in roots] + [Asset.path.startswith(r.rstrip(os.sep) + os.sep,
+                                                                             autoescape=True) for r in roots]
+        from sqlalchemy import or_
+
+        return {a.path: a for a in s.scalars(select(Asset).where(or_(*clauses)))}
+
+
+class _Pool:
+    """Worker processes, or the calling thread when ``workers == 1``."""
+
+    def __init__(self, workers: int, params: AnalysisParams) -> None:
+        self.workers = workers
+        self._pool = None
+        # Import the analysis stack and build its filters once, here, so forked workers inherit them.
+        import audiosim.audio.decode  # noqa: F401
+        import audiosim.audio.loudness  # noqa: F401
+        from audiosim.features.mfcc import _filters
+
+        _filters(params)
+        if workers > 1:
+            # fork is fastest (workers inherit the imported numeric stack) but unsafe once other threads
+            # exist (a GUI, a BLAS pool); then forkserver.
+            method = "fork" if threading.active_count() == 1 and os.name == "posix" else "forkserver"
+            self._pool = multiprocessing.get_context(method).Pool(workers)
+
+    def imap(self, jobs: list[_Job]) -> Iterator:
+        if self._pool is None:
+            return map(_analyze_job, jobs)
+        chunk = max(1, min(8, len(jobs) // (self.workers * 16) or 1))
+        return self._pool.imap_unordered(_analyze_job, jobs, chunksize=chunk)
+
+    def close(self, *, cancelled: bool) -> None:
+        if self._pool is not None:
+            if cancelled:
+                self._pool.terminate()
+            else:
+                self._pool.close()
+            self._pool.join()
+
+
+def index_paths(library: Library, paths: Iterable[str | os.PathLike], *, workers: int | None = None,
+                state: TaskState | None = None) -> IndexReport:
+    """Index files and folders into a writable library; see the module docstring.
+
+    Parameters
+    ----------
+    library : opened with ``writable=True``
+    paths : files and folders (recursive)
+    workers : analysis processes; default: all cores
+    state : progress, status, partial results (each failure as ``("failed", path, error)``), cancel
+    """
+    state = state or NullState()
+    started = time.perf_counter()
+    roots = [os.path.abspath(os.fspath(p)) for p in paths]
+    workers = max(1, workers or os.cpu_count() or 1)
+    report = IndexReport()
+    # Start workers before anything spawns threads (the vector store's BLAS pool, for example).
+    pool = _Pool(workers, library.params)
+    try:
+        writer = LibraryWriter(library)
+        writer.reconcile()
+        scan_id = _begin_scan(library, roots)
+        state.set_status("looking for audio files")
+        walk_errors: list[dict] = []
+        found = dict(walk_audio(roots, walk_errors))
+        known = _known_assets(library, [r for r in roots if os.path.isdir(r) or r in found])
+        jobs, touched = _plan(found, known, writer, report)
+        removed = [a.id for p, a in known.items() if p not in found and not os.path.lexists(p)]
+        for err in walk_errors:
+            report.failed.append(err)
+            state.set_partial_result(("failed", err["path"], err["error"]))
+        if touched:
+            _touch_unchanged(library, touched)
+        total = len(jobs)
+        state.set_progress(0, total)
+        _run_jobs(pool, jobs, writer, report, state, library.params)
+        if not state.cancelled and removed:
+            writer.commit(removed_asset_ids=removed)
+            report.removed = len(removed)
+        writer.save()
+        report.cancelled = state.cancelled
+        _end_scan(library, scan_id, report)
+    finally:
+        pool.close(cancelled=state.cancelled)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _plan(found: dict[str, os.stat_result], known: dict[str, Asset], writer: LibraryWriter,
+          report: IndexReport) -> tuple[list[_Job], list[tuple[int, float]]]:
+    """Which files need analysis; unchanged files are counted as skipped."""
+    jobs, touched = [], []
+    params = writer.library.params
+    for path, st in found.items():
+        asset = known.get(path)
+        if asset is not None and asset.status == STATUS_INDEXED and asset.analysis_key == writer.key:
+            if asset.size == st.st_size and asset.mtime == st.st_mtime:
+                report.skipped += 1
+                continue
+            if asset.size == st.st_size:  # touched, maybe not changed: compare content
+                try:
+                    same = fingerprint_file(path, st.st_size) == asset.fingerprint
+                except OSError:
+                    same = False
+                if same:
+                    touched.append((asset.id, st.st_mtime))
+                    report.skipped += 1
+                    continue
+        jobs.append(_Job(path, params))
+    return jobs, touched
+
+
+def _touch_unchanged(library: Library, touched: list[tuple[int, float]]) -> None:
+    with library.Session.begin() as s:
+        for asset_id, mtime in touched:
+            asset = s.get(Asset, asset_id)
+            if asset is not None:
+                asset.mtime = mtime
+
+
+def _run_jobs(pool: _Pool, jobs: list[_Job], writer: LibraryWriter, report: IndexReport,
+              state: TaskState, params: AnalysisParams) -> None:
+    batch: list[Analysis] = []
+    failures: list[Failure] = []
+    last_commit = last_save = time.monotonic()
+    done = 0
+    results = pool.imap(jobs)
+    for path, analysis, failure in results:
+        done += 1
+        if analysis is not None:
+            batch.append(analysis)
+            report.indexed += 1
+            report.segments += len(analysis.windows)
+            report.audio_seconds += analysis.duration
+        else:
+            failures.append(failure)
+            report.failed.append({"path": failure.path, "error": failure.error})
+            state.set_partial_result(("failed", failure.path, failure.error))
+        state.set_status(os.path.basename(path))
+        state.set_progress(done, len(jobs))
+        now = time.monotonic()
+        if len(batch) + len(failures) >= COMMIT_EVERY_FILES or now - last_commit >= COMMIT_EVERY_SECONDS:
+            writer.commit(batch, failures)
+            batch, failures, last_commit = [], [], now
+            if now - last_save >= SAVE_EVERY_SECONDS:
+                writer.save()
+                last_save = now
+        if state.cancelled:
+            break
+    if batch or failures:
+        writer.commit(batch, failures)
+
+
+def _begin_scan(library: Library, roots: list[str]) -> int:
+    with library.Session.begin() as s:
+        scan = Scan(roots=json.dumps(roots), started_at=time.time(), state="running")
+        s.add(scan)
+        s.flush()
+        return scan.id
+
+
+def _end_scan(library: Library, scan_id: int, report: IndexReport) -> None:
+    with library.Session.begin() as s:
+        scan = s.get(Scan, scan_id)
+        scan.finished_at = time.time()
+        scan.state = "cancelled" if report.cancelled else "finished"
+        scan.indexed, scan.skipped = report.indexed, report.skipped
+        scan.removed, scan.failed = report.removed, len(report.failed)
+
+
+def unfinished_scan(library: Library) -> list[str] | None:
+    """Roots of the latest scan that neither finished nor was cancelled (the process died), if any."""
+    with library.Session() as s:
+        scan = s.scalars(select(Scan).order_by(Scan.id.desc()).limit(1)).first()
+        if scan is not None and scan.state == "running":
+            return json.loads(scan.roots)
+    return None
+
+
+def ensure_paths_exist(paths: Iterable[str]) -> None:
+    missing = [p for p in paths if not os.path.lexists(p)]
+    if missing:
+        raise AudiosimError(f"not found: {', '.join(missing)}")
+
+
+__all__ = ["IndexReport", "index_paths", "unfinished_scan", "walk_audio", "Path"]

@@ -1,0 +1,1 @@
+"""The metadata database: models, the Library object that owns it, and the filter language."""

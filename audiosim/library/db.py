@@ -1,0 +1,259 @@
+"""The Library: one object that owns the metadata database, the frame files and the vector stores.
+
+Layout of a library folder::
+
+    library.db          SQLite metadata (WAL), unless another SQLAlchemy URL is configured
+    library.lock        held by the one process allowed to write
+    frames/xx/ID-TOKEN.npz   per-asset MFCC frames (float16) with timestamps
+    vectors/            the vector store's files (segments, files)
+
+Readers open without the lock and never block the writer (SQLite WAL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import create_engine, event, func, inspect, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from audiosim.config import AnalysisParams, default_library_dir
+from audiosim.errors import LibraryError, LibraryLockedError
+from audiosim.library.models import STATUS_FAILED, STATUS_INDEXED, Asset, Base, Meta, Segment
+
+SCHEMA_VERSION = 1
+
+# Data migrations from version N to N+1; new columns are added automatically (see _add_missing_columns).
+MIGRATIONS: dict[int, callable] = {}
+
+DB_FILE = "library.db"
+LOCK_FILE = "library.lock"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Library:
+    """A library folder opened for reading, or for writing (``writable=True`` takes the writer lock).
+
+    Parameters
+    ----------
+    folder : the library folder; default :func:`audiosim.config.default_library_dir`
+    writable : take the single-writer lock; create the library if it does not exist
+    db_url : a SQLAlchemy URL for the metadata DB instead of ``folder/library.db``
+    params : analysis parameters for a new library (an existing one keeps its recorded parameters)
+    """
+
+    def __init__(self, folder: str | os.PathLike | None = None, *, writable: bool = False,
+                 db_url: str | None = None, params: AnalysisParams | None = None) -> None:
+        self.folder = Path(folder).expanduser().resolve() if folder else default_library_dir().resolve()
+        self.writable = writable
+        self._lock = None
+        self._stores: dict[str, object] = {}
+        if writable:
+            self._create_folder()
+            self._acquire_lock()
+        self.db_url = db_url or os.environ.get("AUDIOSIM_DB_URL") or f"sqlite:///{self.folder / DB_FILE}"
+        is_sqlite = self.db_url.startswith("sqlite")
+        if is_sqlite and not writable and not (self.folder / DB_FILE).exists():
+            raise LibraryError(f"no library at {self.folder}: index a folder first (`audiosim index PATH`)")
+        try:
+            self.engine: Engine = create_engine(self.db_url)
+            if is_sqlite:
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            self.Session = sessionmaker(self.engine, expire_on_commit=False)
+            self._prepare_schema(params)
+        except Exception:
+            self.close()
+            raise
+
+    # -- set-up ---------------------------------------------------------------------------------------
+    def _create_folder(self) -> None:
+        try:
+            (self.folder / "frames").mkdir(parents=True, exist_ok=True)
+            (self.folder / "vectors").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise LibraryError(f"cannot create the library folder {self.folder}: {exc.strerror}") from exc
+
+    def _acquire_lock(self) -> None:
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.folder / LOCK_FILE), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            owner = _read_owner(self.folder)
+            raise LibraryLockedError(
+                f"library {self.folder} is in use by another audiosim process{owner}; "
+                "wait for it to finish or close it") from None
+        except OSError as exc:
+            raise LibraryError(f"cannot lock the library {self.folder}: {exc.strerror}") from exc
+        self._lock = lock
+        try:
+            (self.folder / "writer.json").write_text(json.dumps({"pid": os.getpid(), "since": time.time()}))
+        except OSError:
+            pass
+
+    def _prepare_schema(self, params: AnalysisParams | None) -> None:
+        with self.engine.connect() as conn:
+            has_meta = inspect(conn).has_table("meta")
+        if not has_meta:
+            if not self.writable:
+                raise LibraryError(f"no library at {self.folder}: index a folder first")
+            Base.metadata.create_all(self.engine)
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+            self.set_meta("analysis_params", (params or AnalysisParams()).to_json())
+            self.set_meta("store_backend", "faiss")
+        version = int(self.get_meta("schema_version") or 0)
+        if version > SCHEMA_VERSION:
+            raise LibraryError(f"library {self.folder} was written by a newer audiosim "
+                               f"(schema {version} > {SCHEMA_VERSION}); upgrade audiosim")
+        if version < SCHEMA_VERSION or self._missing_columns():
+            if not self.writable:
+                raise LibraryError("library needs an upgrade: run any writing command "
+                                   "(e.g. `audiosim verify --repair`) once")
+            self._migrate(version)
+        self.params = AnalysisParams.from_json(self.get_meta("analysis_params"))
+
+    def _missing_columns(self) -> list[tuple[str, object]]:
+        with self.engine.connect() as conn:
+            insp = inspect(conn)
+            missing = []
+            for table in Base.metadata.sorted_tables:
+                if not insp.has_table(table.name):
+                    continue
+                present = {c["name"] for c in insp.get_columns(table.name)}
+                missing += [(table.name, col) for col in table.columns if col.name not in present]
+            return missing
+
+    def _migrate(self, version: int) -> None:
+        db_file = self.folder / DB_FILE
+        if self.db_url.startswith("sqlite") and db_file.exists():
+            shutil.copy2(db_file, db_file.with_suffix(f".db.backup-v{version}"))
+        Base.metadata.create_all(self.engine)  # new tables
+        with self.engine.begin() as conn:
+            for table, column in self._missing_columns():
+                col_type = column.type.compile(self.engine.dialect)
+                conn.execute(text(f'ALTER TABLE "{table}" ADD COLUMN "{column.name}" {col_type}'))
+        for step in range(version, SCHEMA_VERSION):
+            if step in MIGRATIONS:
+                MIGRATIONS[step](self)
+        self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    # -- meta -----------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self.Session() as s:
+            row = s.get(Meta, key)
+            return row.value if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.Session.begin() as s:
+            s.merge(Meta(key=key, value=value))
+
+    # -- vector stores --------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        from audiosim.features.segments import embedding_dim
+
+        return embedding_dim(self.params)
+
+    def store(self, name: str):
+        """The vector store ``"segments"`` (ids = segment ids) or ``"files"`` (ids = asset ids)."""
+        if name not in self._stores:
+            from audiosim.stores import open_store
+
+            backend = self.get_meta("store_backend") or "faiss"
+            options = json.loads(self.get_meta("store_options") or "{}")
+            self._stores[name] = open_store(backend, path=self.folder / "vectors", name=name,
+                                            dim=self.dim, **options)
+        return self._stores[name]
+
+    def save_stores(self) -> None:
+        for store in self._stores.values():
+            store.save()
+
+    # -- reading --------------------------------------------------------------------------------------
+    def session(self) -> Session:
+        return self.Session()
+
+    def asset_by_path(self, path: str | os.PathLike) -> Asset | None:
+        with self.Session() as s:
+            return s.scalars(select(Asset).where(Asset.path == str(path))).first()
+
+    def assets(self, filter_expression: str | None = None, *, status: str | None = None) -> list[Asset]:
+        stmt = select(Asset).order_by(Asset.path)
+        if filter_expression:
+            from audiosim.library.filters import compile_filter
+
+            stmt = stmt.where(compile_filter(filter_expression))
+        if status:
+            stmt = stmt.where(Asset.status == status)
+        with self.Session() as s:
+            return list(s.scalars(stmt))
+
+    def load_frames(self, asset: Asset) -> tuple[np.ndarray, np.ndarray]:
+        """The stored MFCC frames [shape=(n_frames, n_mfcc)] and RMS dB [shape=(n_frames,)] of an asset."""
+        if not asset.frames_file:
+            raise LibraryError(f"{asset.path} has no stored frames")
+        try:
+            with np.load(self.folder / asset.frames_file) as data:
+                return data["mfcc"], data["rms_db"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise LibraryError(f"frames of {asset.path} are missing or damaged "
+                               "(run `audiosim verify --repair`)") from exc
+
+    def stats(self) -> dict:
+        with self.Session() as s:
+            assets = s.scalar(select(func.count()).select_from(Asset).where(Asset.status == STATUS_INDEXED))
+            failed = s.scalar(select(func.count()).select_from(Asset).where(Asset.status == STATUS_FAILED))
+            segments = s.scalar(select(func.count()).select_from(Segment))
+            duration = s.scalar(select(func.coalesce(func.sum(Asset.duration), 0.0))
+                                .where(Asset.status == STATUS_INDEXED))
+        store = self.store("segments")
+        return {"assets": assets, "segments": segments, "failed": failed,
+                "store": store.description, "dim": self.dim, "library": str(self.folder),
+                "hours": round(float(duration) / 3600.0, 3)}
+
+    def close(self) -> None:
+        for store in self._stores.values():
+            try:
+                store.close()
+            except Exception:  # noqa: BLE001 - closing must release the lock whatever happens
+                pass
+        self._stores.clear()
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.dispose()
+        if self._lock is not None:
+            try:
+                (self.folder / "writer.json").unlink(missing_ok=True)
+            except OSError:
+                pass
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _read_owner(folder: Path) -> str:
+    try:
+        info = json.loads((folder / "writer.json").read_text())
+        return f" (pid {int(info['pid'])})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""

@@ -1,0 +1,116 @@
+"""Check that a library agrees with itself and with the disk, and repair what does not.
+
+Problems found (each a ``{"kind", "message", "count"}``):
+
+* ``missing_vectors`` / ``orphan_vectors``: the vector store and the DB disagree;
+* ``missing_frames``: an indexed asset's frame file is gone or unreadable;
+* ``orphan_frames``: a frame file no asset refers to (left by a crash);
+* ``vanished_files`` / ``changed_files``: the audio file is gone, or changed since it was indexed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+
+from audiosim.analysis import fingerprint_file
+from audiosim.library.db import Library
+from audiosim.library.models import STATUS_INDEXED, Asset, Segment
+
+
+def _problem(kind: str, message: str, items: list) -> dict:
+    return {"kind": kind, "message": message, "count": len(items), "examples": [str(i) for i in items[:5]]}
+
+
+def find_problems(library: Library) -> tuple[list[dict], dict[str, list]]:
+    """All problems, plus the raw lists a repair needs."""
+    problems: list[dict] = []
+    raw: dict[str, list] = {}
+    with library.Session() as s:
+        seg_ids = np.fromiter(s.scalars(select(Segment.id)), np.int64)
+        file_ids = np.fromiter(s.scalars(select(Asset.id).where(Asset.status == STATUS_INDEXED,
+                                                                  Asset.embedding.is_not(None))), np.int64)
+        indexed = list(s.scalars(select(Asset).where(Asset.status == STATUS_INDEXED)))
+        referenced = {a.frames_file for a in indexed if a.frames_file}
+    for name, db_ids in (("segments", seg_ids), ("files", file_ids)):
+        store_ids = library.store(name).ids()
+        missing = np.setdiff1d(db_ids, store_ids).tolist()
+        orphans = np.setdiff1d(store_ids, db_ids).tolist()
+        if missing:
+            problems.append(_problem("missing_vectors", f"{len(missing)} {name} in the DB have no vector",
+                                     missing))
+        if orphans:
+            problems.append(_problem("orphan_vectors", f"{len(orphans)} {name} vectors have no DB row",
+                                     orphans))
+    missing_frames = [a for a in indexed if not a.frames_file or not (library.folder / a.frames_file).is_file()]
+    if missing_frames:
+        raw["missing_frames"] = missing_frames
+        problems.append(_problem("missing_frames", f"{len(missing_frames)} assets lost their frame files",
+                                 [a.path for a in missing_frames]))
+    frames_dir = library.folder / "frames"
+    orphan_frames = [p for p in frames_dir.rglob("*") if p.is_file()
+                     and str(p.relative_to(library.folder)) not in referenced] if frames_dir.exists() else []
+    if orphan_frames:
+        raw["orphan_frames"] = orphan_frames
+        problems.append(_problem("orphan_frames", f"{len(orphan_frames)} frame files belong to no asset",
+                                 [p.name for p in orphan_frames]))
+    vanished, changed = [], []
+    for asset in indexed:
+        try:
+            st = os.stat(asset.path)
+        except OSError:
+            vanished.append(asset)
+            continue
+        if st.st_size != asset.size or (st.st_mtime != asset.mtime
+                                        and _fingerprint(asset.path, st.st_size) != asset.fingerprint):
+            changed.append(asset)
+    if vanished:
+        raw["vanished"] = vanished
+        problems.append(_problem("vanished_files", f"{len(vanished)} indexed files are gone from disk",
+                                 [a.path for a in vanished]))
+    if changed:
+        raw["changed"] = changed
+        problems.append(_problem("changed_files", f"{len(changed)} files changed since they were indexed",
+                                 [a.path for a in changed]))
+    return problems, raw
+
+
+def _fingerprint(path: str, size: int) -> str | None:
+    try:
+        return fingerprint_file(path, size)
+    except OSError:
+        return None
+
+
+def verify(library: Library, *, repair: bool = False, workers: int | None = None) -> dict:
+    """``{"ok": bool, "problems": [...]}``; with ``repair`` (needs a writable library), fix them first
+    and report what was repaired under ``"repaired"``."""
+    problems, raw = find_problems(library)
+    if not repair or not problems:
+        return {"ok": not problems, "problems": problems}
+    from audiosim.indexer import index_paths
+    from audiosim.library.writer import LibraryWriter
+
+    writer = LibraryWriter(library)
+    repaired = {"vectors": writer.reconcile()}
+    gone = raw.get("vanished", []) + [a for a in raw.get("missing_frames", []) if not os.path.exists(a.path)]
+    if gone:
+        writer.commit(removed_asset_ids=sorted({a.id for a in gone}))
+        writer.save()
+    redo = sorted({a.path for a in raw.get("changed", []) + raw.get("missing_frames", [])
+                   if os.path.exists(a.path)})
+    if redo:
+        report = index_paths(library, redo, workers=workers)
+        repaired["reindexed"] = report.indexed
+    # Orphan frame files are listed again now: the steps above may have replaced some.
+    _, raw_after = find_problems(library)
+    for path in raw_after.get("orphan_frames", []):
+        Path(path).unlink(missing_ok=True)
+    repaired["removed_assets"] = len(gone)
+    repaired["orphan_frames_deleted"] = len(raw_after.get("orphan_frames", []))
+    remaining, _ = find_problems(library)
+    return {"ok": not remaining, "problems": remaining, "repaired": repaired,
+            "found": problems}

@@ -1,0 +1,382 @@
+"""Query the library: by a file, a region of a file, a clip that is not in the library, or several seeds
+(positive and negative). Returns the top-k segments (or files), best first, joined with their metadata.
+
+A query longer than one segment is matched as a *sequence*: every query window searches the store, the
+hits vote for an alignment (asset, start time), alignments are scored over all windows, and the best
+are refined on the stored MFCC frames to a frame (≈ 23 ms) before being scored again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections import defaultdict
+
+import numpy as np
+from sqlalchemy import select
+
+from audiosim.config import AnalysisParams
+from audiosim.errors import QueryError
+from audiosim.features.segments import _scales, embed_windows, file_embedding, segment_windows
+from audiosim.library.db import Library
+from audiosim.library.models import STATUS_INDEXED, Asset, Segment
+
+MAX_QUERY_WINDOWS = 40  # a longer query is subsampled evenly: the alignment needs only a few
+CANDIDATES_PER_WINDOW = 64
+REFINE_MAX_FRAMES = 430  # ≈ 10 s of frames are plenty to place an excerpt to a frame
+NEGATIVE_WEIGHT = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Seed:
+    """A query example: a file (in the library or not), optionally a region of it, positive or negative."""
+
+    path: str
+    start: float | None = None
+    end: float | None = None
+    positive: bool = True
+
+
+@dataclasses.dataclass
+class Hit:
+    rank: int
+    asset_id: int
+    segment_id: int | None
+    path: str
+    start: float
+    end: float
+    distance: float
+    asset: Asset | None = None
+
+    def to_json(self) -> dict:
+        return {"rank": self.rank, "asset_id": self.asset_id, "segment_id": self.segment_id,
+                "path": self.path, "start": round(self.start, 3), "end": round(self.end, 3),
+                "distance": round(float(self.distance), 5)}
+
+
+@dataclasses.dataclass
+class _SeedFeatures:
+    seed: Seed
+    asset_id: int | None
+    mfcc: np.ndarray  # float32 frames of the region
+    rms_db: np.ndarray
+    windows: list[tuple[int, int]]
+    vectors: np.ndarray  # window embeddings
+    file_vector: np.ndarray | None
+    duration: float
+
+
+@dataclasses.dataclass
+class _Candidate:
+    asset_id: int
+    start: float  # aligned start of the query in the asset, seconds
+    distance: float
+    segment_id: int | None
+    end: float | None = None
+
+
+def search(library: Library, seeds: list[Seed], *, k: int = 50, level: str = "segment",
+           filter_expression: str | None = None, exclude_self: bool = False) -> list[Hit]:
+    """Top-k most similar segments (``level="segment"``) or files (``level="file"``), best first."""
+    if level not in ("segment", "file"):
+        raise QueryError(f"unknown level {level!r}: use 'segment' or 'file'")
+    if not any(s.positive for s in seeds):
+        raise QueryError("a query needs at least one positive example")
+    if k < 1:
+        raise QueryError("k must be at least 1")
+    features = [_seed_features(library, s) for s in seeds]
+    positives = [f for f in features if f.seed.positive]
+    negatives = [f for f in features if not f.seed.positive]
+    excluded = {f.asset_id for f in positives if f.asset_id is not None} if exclude_self else set()
+    allowed_assets = _filtered_asset_ids(library, filter_expression) if filter_expression else None
+    if allowed_assets is not None:
+        allowed_assets -= excluded
+        if not allowed_assets:
+            return []
+    if level == "file":
+        candidates = _file_candidates(library, positives, negatives, k, allowed_assets, excluded)
+    elif len(positives) == 1 and not negatives:
+        candidates = _sequence_candidates(library, positives[0], k, allowed_assets, excluded)
+    else:
+        candidates = _multi_seed_candidates(library, positives, negatives, k, allowed_assets, excluded)
+    return _to_hits(library, candidates, k)
+
+
+# -- seeds ------------------------------------------------------------------------------------------------
+def _seed_features(library: Library, seed: Seed) -> _SeedFeatures:
+    params = library.params
+    path = os.path.abspath(seed.path)
+    asset = library.asset_by_path(path)
+    if seed.start is not None and seed.end is not None and seed.end <= seed.start:
+        raise QueryError(f"empty region: --end ({seed.end}) must be after --start ({seed.start})")
+    if asset is not None and asset.status == STATUS_INDEXED and _unchanged(asset, path):
+        mfcc16, rms16 = library.load_frames(asset)
+        duration = float(asset.duration or 0.0)
+        i0, i1 = _frame_range(len(mfcc16), seed, params, duration)
+        mfcc, rms = mfcc16[i0:i1], rms16[i0:i1]
+        asset_id = asset.id
+    else:
+        if not os.path.exists(path):
+            raise QueryError(f"not found: {seed.path}")
+        from audiosim.analysis import analyze_signal
+        from audiosim.audio.decode import decode_mono
+
+        mono, info = decode_mono(path, params.sample_rate)
+        duration = len(mono) / params.sample_rate
+        s0 = int(round((seed.start or 0.0) * params.sample_rate))
+        s1 = len(mono) if seed.end is None else int(round(seed.end * params.sample_rate))
+        if s0 >= len(mono):
+            raise QueryError(f"--start {seed.start} is past the end of {seed.path} ({duration:.2f} s)")
+        mfcc, rms = analyze_signal(mono[s0:s1], params)
+        asset_id = asset.id if asset is not None and asset.status == STATUS_INDEXED else None
+    region_duration = len(mfcc) * params.frame_seconds
+    if seed.start is None and seed.end is None:
+        region_duration = duration
+    windows = segment_windows(rms, params)
+    if not windows:
+        raise QueryError(f"nothing to search with: {seed.path} is silent in that region")
+    stored = mfcc.astype(np.float32)
+    return _SeedFeatures(seed, asset_id, stored, rms.astype(np.float32), windows,
+                         embed_windows(stored, windows), file_embedding(stored, rms, params), region_duration)
+
+
+def _unchanged(asset: Asset, path: str) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return True  # gone from disk: the stored frames still describe it
+    return st.st_size == asset.size and st.st_mtime == asset.mtime
+
+
+def _frame_range(n_frames: int, seed: Seed, params: AnalysisParams, duration: float) -> tuple[int, int]:
+    fs = params.frame_seconds
+    start = seed.start or 0.0
+    end = seed.end if seed.end is not None else math.inf
+    if start >= duration and duration > 0:
+        raise QueryError(f"--start {start} is past the end of {seed.path} ({duration:.2f} s)")
+    i0 = min(n_frames, max(0, math.ceil(start / fs - 1e-9)))
+    i1 = n_frames if end == math.inf else min(n_frames, max(i0 + 1, math.ceil(end / fs - 1e-9)))
+    return i0, i1
+
+
+def _filtered_asset_ids(library: Library, expression: str) -> set[int]:
+    from audiosim.library.filters import compile_filter
+
+    with library.Session() as s:
+        return set(s.scalars(select(Asset.id).where(compile_filter(expression),
+                                                    Asset.status == STATUS_INDEXED)))
+
+
+def _allowed_segment_ids(library: Library, assets: set[int] | None) -> np.ndarray | None:
+    if assets is None:
+        return None
+    with library.Session() as s:
+        ids = s.scalars(select(Segment.id).where(Segment.asset_id.in_(list(assets)))).all()
+    return np.asarray(ids, np.int64)
+
+
+# -- single seed: sequence matching ------------------------------------------------------------------------
+def _sequence_candidates(library: Library, seed: _SeedFeatures, k: int, allowed: set[int] | None,
+                         excluded: set[int]) -> list[_Candidate]:
+    params = library.params
+    fs = params.frame_seconds
+    pick = np.unique(np.linspace(0, len(seed.windows) - 1, min(len(seed.windows), MAX_QUERY_WINDOWS))
+                     .round().astype(int))
+    windows = [seed.windows[i] for i in pick]
+    vectors = seed.vectors[pick]
+    store = library.store("segments")
+    n_per_window = max(CANDIDATES_PER_WINDOW, 4 * k) if len(windows) > 1 else 4 * k + 16
+    distances, ids = store.search(vectors, n_per_window, allow_ids=_allowed_segment_ids(library, allowed))
+    segs = _segment_rows(library, np.unique(ids[ids >= 0]))
+    votes: dict[int, list[tuple[float, int, float, int]]] = defaultdict(list)  # asset -> (T, window, d, seg)
+    for w, (offset_frames, _) in enumerate(windows):
+        offset = offset_frames * fs
+        for d, sid in zip(distances[w], ids[w]):
+            if sid < 0 or sid not in segs:
+                continue
+            asset_id, t0, _t1 = segs[sid]
+            if asset_id in excluded:
+                continue
+            votes[asset_id].append((t0 - offset, w, float(d), int(sid)))
+    # A window with no vote for an alignment counts as its worst retrieved distance.
+    miss = np.array([row[np.isfinite(row)].max() if np.isfinite(row).any() else 1e3 for row in distances])
+    tolerance = params.segment_hop_seconds * 0.75
+    candidates = []
+    for asset_id, asset_votes in votes.items():
+        candidates += _alignments(asset_id, asset_votes, miss, tolerance, seed.duration)
+    candidates.sort(key=lambda c: c.distance)
+    candidates = candidates[: 3 * k + 10]
+    return _refine(library, seed, candidates)
+
+
+def _alignments(asset_id: int, votes: list, miss: np.ndarray, tolerance: float,
+                span: float) -> list[_Candidate]:
+    """Group one asset's votes into alignments; score each over all query windows."""
+    votes.sort()
+    found: list[_Candidate] = []
+    times = np.array([v[0] for v in votes])
+    for anchor in np.unique(times):
+        near = [v for v in votes if abs(v[0] - anchor) <= tolerance]
+        best = miss.copy()
+        best_seg: dict[int, tuple[float, int]] = {}
+        for t, w, d, sid in near:
+            if d < best[w]:
+                best[w] = d
+                best_seg[w] = (d, sid)
+        score = float(best.mean())
+        seg_id = min(best_seg.values())[1] if best_seg else None
+        starts = [t for t, *_ in near]
+        found.append(_Candidate(asset_id, float(np.median(starts)), score, seg_id))
+    found.sort(key=lambda c: c.distance)
+    kept: list[_Candidate] = []
+    for c in found:  # distinct alignments only
+        if all(abs(c.start - o.start) > max(tolerance, span / 2) for o in kept):
+            kept.append(c)
+    return kept
+
+
+def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate]) -> list[_Candidate]:
+    """Place each alignment to a frame on the stored frames, then score it on the aligned windows."""
+    params = library.params
+    fs = params.frame_seconds
+    radius = params.frames_per_segment_hop + 2
+    weights = 1.0 / _scales(seed.mfcc.shape[1])[0]
+    query = seed.mfcc[:REFINE_MAX_FRAMES, 1:] * weights
+    frames_cache: dict[int, np.ndarray] = {}
+    assets = _assets(library, {c.asset_id for c in candidates})
+    refined = []
+    for c in candidates:
+        asset = assets.get(c.asset_id)
+        if asset is None:
+            continue
+        span_frames = len(seed.mfcc)
+        if asset.n_segments <= 1 and (asset.duration or 0.0) <= seed.duration + params.segment_hop_seconds:
+            c.start = 0.0
+            c.end = float(asset.duration or 0.0)
+            refined.append(c)
+            continue
+        if c.asset_id not in frames_cache:
+            frames_cache[c.asset_id] = library.load_frames(asset)[0].astype(np.float32)
+        target = frames_cache[c.asset_id]
+        guess = int(round(c.start / fs))
+        best_offset = _best_offset(query, target[:, 1:] * weights, guess, radius)
+        shifted = [(s + best_offset, e + best_offset) for s, e in seed.windows
+                   if s + best_offset >= 0 and e + best_offset <= len(target)]
+        if shifted:
+            vectors = embed_windows(target, shifted)
+            own = [w for w in seed.windows if w[0] + best_offset >= 0 and w[1] + best_offset <= len(target)]
+            index = {w: i for i, w in enumerate(seed.windows)}
+            mine = seed.vectors[[index[w] for w in own]]
+            c.distance = float(np.linalg.norm(vectors - mine, axis=1).mean())
+        c.start = max(0.0, best_offset * fs)
+        c.end = min(float(asset.duration or 0.0), c.start + span_frames * fs)
+        refined.append(c)
+    return refined
+
+
+def _best_offset(query: np.ndarray, target: np.ndarray, guess: int, radius: int) -> int:
+    """The frame offset of ``query`` in ``target`` near ``guess`` with the least mean squared difference."""
+    nq, nt = len(query), len(target)
+    lo = max(-(nq // 2), guess - radius)
+    hi = min(nt - max(1, nq // 2), guess + radius)
+    best, best_cost = max(0, min(guess, nt - 1)), math.inf
+    for offset in range(lo, hi + 1):
+        q0 = max(0, -offset)
+        q1 = min(nq, nt - offset)
+        if q1 - q0 < max(1, nq // 2):
+            continue
+        diff = query[q0:q1] - target[offset + q0: offset + q1]
+        cost = float(np.mean(diff * diff))
+        if cost < best_cost:
+            best, best_cost = offset, cost
+    return best
+
+
+# -- several seeds ----------------------------------------------------------------------------------------
+def _seed_distance(vectors: np.ndarray, seeds: list[_SeedFeatures], *, use_file: bool) -> np.ndarray:
+    """Mean over seeds of the distance to the nearest window of that seed (or its file vector)."""
+    per_seed = []
+    for f in seeds:
+        refs = f.file_vector[np.newaxis] if use_file and f.file_vector is not None else f.vectors
+        d = np.linalg.norm(vectors[:, np.newaxis, :] - refs[np.newaxis, :, :], axis=2).min(axis=1)
+        per_seed.append(d)
+    return np.mean(per_seed, axis=0)
+
+
+def _combined_score(vectors: np.ndarray, positives, negatives, *, use_file: bool) -> np.ndarray:
+    """Distance to the positives, pushed down when a result is nearer the negatives than the positives."""
+    d_pos = _seed_distance(vectors, positives, use_file=use_file)
+    if not negatives:
+        return d_pos
+    d_neg = _seed_distance(vectors, negatives, use_file=use_file)
+    return d_pos + NEGATIVE_WEIGHT * np.maximum(0.0, d_pos - d_neg)
+
+
+def _multi_seed_candidates(library: Library, positives, negatives, k: int, allowed: set[int] | None,
+                           excluded: set[int]) -> list[_Candidate]:
+    store = library.store("segments")
+    queries = np.concatenate([f.vectors[:MAX_QUERY_WINDOWS] for f in positives])
+    _, ids = store.search(queries, 4 * k + 16, allow_ids=_allowed_segment_ids(library, allowed))
+    unique = np.unique(ids[ids >= 0])
+    if len(unique) == 0:
+        return []
+    segs = _segment_rows(library, unique)
+    unique = np.asarray([i for i in unique if i in segs and segs[i][0] not in excluded], np.int64)
+    if len(unique) == 0:
+        return []
+    scores = _combined_score(store.get(unique), positives, negatives, use_file=False)
+    return [_Candidate(segs[sid][0], segs[sid][1], float(d), int(sid), segs[sid][2])
+            for sid, d in zip(unique, scores)]
+
+
+def _file_candidates(library: Library, positives, negatives, k: int, allowed: set[int] | None,
+                     excluded: set[int]) -> list[_Candidate]:
+    store = library.store("files")
+    queries = np.stack([f.file_vector for f in positives if f.file_vector is not None])
+    allow = None if allowed is None else np.asarray(sorted(allowed), np.int64)
+    _, ids = store.search(queries, k + len(excluded) + 16, allow_ids=allow)
+    unique = np.asarray([i for i in np.unique(ids[ids >= 0]) if int(i) not in excluded], np.int64)
+    if len(unique) == 0:
+        return []
+    scores = _combined_score(store.get(unique), positives, negatives, use_file=True)
+    return [_Candidate(int(a), 0.0, float(d), None) for a, d in zip(unique, scores)]
+
+
+# -- results ----------------------------------------------------------------------------------------------
+def _segment_rows(library: Library, ids: np.ndarray) -> dict[int, tuple[int, float, float]]:
+    with library.Session() as s:
+        rows = s.execute(select(Segment.id, Segment.asset_id, Segment.start, Segment.end)
+                         .where(Segment.id.in_([int(i) for i in ids]))).all()
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def _assets(library: Library, ids: set[int]) -> dict[int, Asset]:
+    with library.Session() as s:
+        return {a.id: a for a in s.scalars(select(Asset).where(Asset.id.in_(list(ids)),
+                                                                Asset.status == STATUS_INDEXED))}
+
+
+def _to_hits(library: Library, candidates: list[_Candidate], k: int) -> list[Hit]:
+    """Best first; overlapping hits in one asset collapse to the best of them."""
+    candidates = sorted(candidates, key=lambda c: c.distance)
+    assets = _assets(library, {c.asset_id for c in candidates})
+    kept: list[Hit] = []
+    by_asset: dict[int, list[Hit]] = defaultdict(list)
+    for c in candidates:
+        asset = assets.get(c.asset_id)
+        if asset is None:  # a vector whose asset is gone (store not yet reconciled): not a result
+            continue
+        if c.segment_id is None and c.end is None:
+            start, end = 0.0, float(asset.duration or 0.0)
+        else:
+            start = c.start
+            end = c.end if c.end is not None else start + library.params.segment_seconds
+        if any(min(end, h.end) - max(start, h.start) > 0.05 for h in by_asset[c.asset_id]):
+            continue
+        hit = Hit(len(kept) + 1, c.asset_id, c.segment_id, asset.path, start, end, c.distance, asset)
+        kept.append(hit)
+        by_asset[c.asset_id].append(hit)
+        if len(kept) == k:
+            break
+    return kept

@@ -1,0 +1,65 @@
+"""Progress, status and cancellation for long work, shared by the CLI (tqdm) and the GUI (Qt signals).
+
+Long work is a plain function that takes a ``state``; it reports through it and polls ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any, Protocol
+
+
+class TaskState(Protocol):
+    def set_progress(self, done: int, total: int) -> None: ...
+    def set_status(self, text: str) -> None: ...
+    def set_partial_result(self, result: Any) -> None: ...
+    @property
+    def cancelled(self) -> bool: ...
+
+
+class NullState:
+    """Reports nothing; can still be cancelled from another thread."""
+
+    def __init__(self) -> None:
+        self._cancel = threading.Event()
+
+    def set_progress(self, done: int, total: int) -> None:
+        pass
+
+    def set_status(self, text: str) -> None:
+        pass
+
+    def set_partial_result(self, result: Any) -> None:
+        pass
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+
+class TqdmState(NullState):
+    """A terminal progress bar on stderr (stdout stays clean for --json)."""
+
+    def __init__(self, description: str = "", unit: str = "file") -> None:
+        super().__init__()
+        from tqdm import tqdm
+
+        tqdm.monitor_interval = 0  # no monitor thread: the indexer forks its workers after this
+        self._bar = tqdm(desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                         disable=None, leave=False)
+
+    def set_progress(self, done: int, total: int) -> None:
+        if self._bar.total != total:
+            self._bar.total = total
+        self._bar.n = done
+        self._bar.refresh()
+
+    def set_status(self, text: str) -> None:
+        self._bar.set_postfix_str(text[-60:], refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()

@@ -1,0 +1,151 @@
+"""Messy folders, changes on disk, a second writer, and SIGKILL in the middle of a run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import ROOT, run_cli
+
+
+def test_bad_files_fail_clearly_and_the_run_goes_on(tmp_path):
+    from tests.corpus import make_bad_files
+
+    files = make_bad_files(tmp_path / "messy")
+    result = run_cli("--json", "index", tmp_path / "messy", library=tmp_path / "lib", timeout=900)
+    assert result.code == 3, result
+    doc = result.json
+    failed = {f["path"]: f["error"] for f in doc["failed"]}
+    for path, description in files.items():
+        if description.startswith("broken:") and not (os.geteuid() == 0 and "chmod" in description):
+            assert str(path) in failed, (path, description, failed)
+    for error in failed.values():
+        assert error and "Traceback" not in error and len(error) < 300
+    assets = {a["path"]: a for a in run_cli("--json", "assets", library=tmp_path / "lib").json}
+    for path, description in files.items():
+        if description.startswith("valid:"):
+            assert assets[str(path)]["status"] == "indexed", (path, assets.get(str(path)))
+    # Failed files are recorded in the DB with their reason.
+    for path in failed:
+        if path in assets:
+            assert assets[path]["status"] == "failed" and assets[path]["error"] == failed[path]
+    assert doc["indexed"] == sum(1 for a in assets.values() if a["status"] == "indexed")
+    verify = run_cli("--json", "verify", library=tmp_path / "lib")
+    assert verify.code == 0, verify
+
+
+def _tone(path: Path, freq: float, seconds: float = 1.0, sr: int = 44100) -> Path:
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(path, 0.3 * np.sin(2 * np.pi * freq * t) * np.exp(-2 * t), sr)
+    return path
+
+
+def test_changed_and_deleted_files_are_updated(tmp_path):
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    paths = [_tone(folder / f"t{i}.wav", 200 + 150 * i) for i in range(4)]
+    lib = tmp_path / "lib"
+    first = run_cli("--json", "index", folder, library=lib).json
+    assert first["indexed"] == 4
+    segments_before = run_cli("--json", "stats", library=lib).json["segments"]
+    _tone(paths[0], 1000, seconds=3.0)  # changed: longer, so more segments
+    paths[1].unlink()
+    os.utime(paths[2], (time.time() + 10, time.time() + 10))  # touched, not changed
+    second = run_cli("--json", "index", folder, library=lib).json
+    assert second == {**second, "indexed": 1, "skipped": 2, "removed": 1, "failed": []}
+    stats = run_cli("--json", "stats", library=lib).json
+    assert stats["assets"] == 3
+    assets = {a["path"]: a for a in run_cli("--json", "assets", library=lib).json}
+    assert abs(assets[str(paths[0])]["duration"] - 3.0) < 1e-3
+    assert stats["segments"] > segments_before - 1
+    assert run_cli("--json", "verify", library=lib).code == 0
+    top = run_cli("--json", "query", paths[0], "-k", "1", library=lib).json["results"][0]
+    assert top["path"] == str(paths[0]) and top["distance"] < 1e-4
+
+
+def test_a_second_writer_is_told_the_library_is_in_use(tmp_path):
+    from audiosim.library.db import Library
+
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    _tone(folder / "a.wav", 300)
+    with Library(tmp_path / "lib", writable=True):
+        result = run_cli("--json", "index", folder, library=tmp_path / "lib")
+        assert result.code == 1
+        assert "in use" in result.stderr and "Traceback" not in result.stderr
+        # Readers are not blocked by the writer.
+        assert run_cli("--json", "stats", library=tmp_path / "lib").code == 0
+    assert run_cli("--json", "index", folder, library=tmp_path / "lib").code == 0
+
+
+def test_sigkill_at_any_moment_then_resume(tmp_path):
+    from tests.corpus import make_oneshots
+
+    folder = tmp_path / "shots"
+    make_oneshots(folder, 150, seed=3)
+    lib = tmp_path / "lib"
+    rng = np.random.default_rng(11)
+    argv = [sys.executable, "-m", "audiosim", "--library", str(lib), "--json", "index", str(folder)]
+    kills = 0
+    for _ in range(6):
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+                                start_new_session=True)
+        time.sleep(float(rng.uniform(0.3, 2.5)))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 3
+    final = run_cli("--json", "index", folder, library=lib)
+    assert final.code == 0, final
+    assert run_cli("--json", "verify", library=lib).code == 0
+    stats = run_cli("--json", "stats", library=lib).json
+    assert stats["assets"] == 150
+    from audiosim.library.db import Library
+
+    with Library(lib) as library:
+        store_ids = library.store("segments").ids()
+        assert len(store_ids) == len(np.unique(store_ids)) == stats["segments"]
+
+
+def test_index_symlinks_and_odd_names(tmp_path):
+    folder = tmp_path / "odd names"
+    sub = folder / "sub dir ü"
+    sub.mkdir(parents=True)
+    _tone(sub / "Über Kick ü 01.wav", 220)
+    (folder / "loop").symlink_to(folder)
+    (folder / "link to sub").symlink_to(sub)
+    result = run_cli("--json", "index", folder, library=tmp_path / "lib")
+    assert result.code == 0, result
+    assets = run_cli("--json", "assets", library=tmp_path / "lib").json
+    assert [Path(a["path"]).name for a in assets] == ["Über Kick ü 01.wav"]
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg to make m4a")
+def test_formats_through_soundfile_and_ffmpeg(tmp_path):
+    src = _tone(tmp_path / "src.wav", 440, seconds=2.0)
+    folder = tmp_path / "formats"
+    folder.mkdir()
+    made = []
+    for ext, extra in ((".flac", []), (".ogg", ["-c:a", "libvorbis"]), (".mp3", []), (".m4a", ["-c:a", "aac"]),
+                       (".aiff", []), (".opus", ["-c:a", "libopus"])):
+        dest = folder / f"tone{ext}"
+        proc = subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), *extra, str(dest)],
+                              capture_output=True)
+        if proc.returncode == 0:
+            made.append(dest)
+    assert len(made) >= 4
+    result = run_cli("--json", "index", folder, library=tmp_path / "lib")
+    assert result.code == 0, result
+    assets = {Path(a["path"]).suffix: a for a in run_cli("--json", "assets", library=tmp_path / "lib").json}
+    for dest in made:
+        assert abs(assets[dest.suffix]["duration"] - 2.0) < 0.1, assets[dest.suffix]

@@ -1,0 +1,87 @@
+"""Query by a region, and by an excerpt that is not in the library: the right file at the right time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def mix_library(tmp_path_factory, labelled_corpus):
+    """A long mix holding known one-shots at known times, plus the other corpus files as distractors."""
+    from tests.corpus import make_mix_with_known_regions
+
+    folder = tmp_path_factory.mktemp("mix")
+    picks = [p for p, c in labelled_corpus.items() if c in ("speech", "bell", "pad", "tone")][::3]
+    mix = folder / "music" / "long mix.wav"
+    regions = make_mix_with_known_regions(mix, picks, gap_seconds=2.0, seed=5, filler="events")
+    library = folder / "lib"
+    result = run_cli("--json", "index", mix.parent, library=library)
+    assert result.code == 0, result
+    return library, mix, regions
+
+
+def _excerpt(mix: Path, start: float, end: float, dest: Path) -> Path:
+    data, sr = sf.read(mix, always_2d=True)
+    sf.write(dest, data[int(start * sr):int(end * sr)], sr)
+    return dest
+
+
+def test_region_of_indexed_file_is_found_at_its_time(mix_library):
+    library, mix, regions = mix_library
+    for _source, start, end in regions[:4]:
+        q0, q1 = start + 0.13, min(end, start + 2.6)
+        result = run_cli("--json", "query", mix, "--start", q0, "--end", q1, "-k", "3", library=library)
+        assert result.code == 0, result
+        top = result.json["results"][0]
+        assert top["path"] == str(mix)
+        assert abs(top["start"] - q0) < 0.1, (top, q0)
+        assert abs(top["end"] - q1) < 0.15, (top, q1)
+
+
+def test_excerpt_not_in_library_finds_the_mix_at_the_right_time(mix_library, tmp_path):
+    library, mix, regions = mix_library
+    errors = []
+    for i, (_source, start, end) in enumerate(regions):
+        q0 = start + 0.31
+        q1 = min(end + 1.0, q0 + 3.0)
+        clip = _excerpt(mix, q0, q1, tmp_path / f"clip {i}.wav")
+        result = run_cli("--json", "query", clip, "-k", "5", library=library)
+        assert result.code == 0, result
+        top = result.json["results"][0]
+        assert top["path"] == str(mix), result.json
+        errors.append(abs(top["start"] - q0))
+    assert max(errors) < 0.1, errors
+
+
+def test_exclude_self_drops_the_queried_file(mix_library):
+    library, mix, regions = mix_library
+    _, start, end = regions[0]
+    result = run_cli("--json", "query", mix, "--start", start, "--end", end, "--exclude-self",
+                     library=library)
+    assert result.code == 0, result
+    assert all(r["path"] != str(mix) for r in result.json["results"])
+
+
+def test_region_errors_are_clear(mix_library):
+    library, mix, _ = mix_library
+    empty = run_cli("--json", "query", mix, "--start", "5", "--end", "4", library=library)
+    assert empty.code == 1 and "region" in empty.stderr
+    past = run_cli("--json", "query", mix, "--start", "100000", library=library)
+    assert past.code == 1 and "past the end" in past.stderr
+
+
+def test_stored_frames_have_timestamps(mix_library):
+    library, mix, _ = mix_library
+    frames = list((library / "frames").rglob("*.npz"))
+    assert frames
+    with np.load(frames[0]) as data:
+        assert data["mfcc"].dtype == np.float16 and data["mfcc"].shape[1] == 20
+        times = data["times"]
+        assert len(times) == len(data["mfcc"])
+        assert np.allclose(np.diff(times), 512 / 22050, atol=1e-5)
