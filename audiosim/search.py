@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from audiosim.config import AnalysisParams
 from audiosim.errors import QueryError
-from audiosim.features.segments import _scales, embed_windows, file_embedding, segment_windows
+from audiosim.features.segments import coefficient_spreads, embed_windows, file_embedding, segment_windows
 from audiosim.library.db import Library
 from audiosim.library.models import STATUS_INDEXED, Asset, Segment
 
@@ -241,7 +241,7 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate])
     params = library.params
     fs = params.frame_seconds
     radius = params.frames_per_segment_hop + 2
-    weights = 1.0 / _scales(seed.mfcc.shape[1])[0]
+    weights = 1.0 / coefficient_spreads(seed.mfcc.shape[1])[0]
     query = seed.mfcc[:REFINE_MAX_FRAMES, 1:] * weights
     frames_cache: dict[int, np.ndarray] = {}
     assets = _assets(library, {c.asset_id for c in candidates})

@@ -1,0 +1,153 @@
+"""The vector-store contract every backend (Faiss, Milvus, pgvector, Annoy...) fulfils.
+
+The metadata database is the source of truth. A store only maps 64-bit ids (the database's segment ids,
+never reused) to float32 vectors and answers nearest-neighbour queries over them, so it can always be
+rebuilt from the database. One writer thread adds and removes; reader threads may search and get at the
+same time, so every backend guards its state with a lock.
+
+The helpers at the bottom check and normalise arrays the same way for every backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from audiosim.errors import StoreError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
+
+
+class UnknownIdError(StoreError, KeyError):
+    """``get`` was asked for ids the store does not hold; ``ids`` lists them (int64)."""
+
+    def __init__(self, message: str, *, ids: np.ndarray) -> None:
+        super().__init__(message)
+        self.ids = ids
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class VectorStore(ABC):
+    """Nearest-neighbour index of float32 vectors keyed by int64 ids.
+
+    Distances are Euclidean (not squared). Ids are non-negative; ``-1`` pads results.
+    """
+
+    dim: int
+
+    @abstractmethod
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors; an id already present is replaced.
+
+        Parameters
+        ----------
+        ids : np.ndarray [shape=(n,), dtype=int64]
+        vectors : np.ndarray [shape=(n, dim), dtype=float32]
+        """
+
+    @abstractmethod
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove ids; unknown ids are ignored. Returns how many were present."""
+
+    @abstractmethod
+    def search(
+        self, queries: np.ndarray, k: int, *, allow_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest stored vectors of each query, nearest first.
+
+        Parameters
+        ----------
+        queries : np.ndarray [shape=(m, dim), dtype=float32]
+        k : int
+        allow_ids : np.ndarray [shape=(a,), dtype=int64] or None
+            Only these ids may be returned (ids not in the store are ignored).
+
+        Returns
+        -------
+        distances : np.ndarray [shape=(m, k), dtype=float32]
+            Euclidean distances, ascending; ``inf`` where there are fewer than ``k`` candidates.
+        ids : np.ndarray [shape=(m, k), dtype=int64]
+            ``-1`` where there are fewer than ``k`` candidates.
+        """
+
+    @abstractmethod
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        """Vectors of ``ids`` in the given order, shape ``(n, dim)``; `UnknownIdError` if any is missing."""
+
+    @abstractmethod
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """Boolean array, one entry per id: is it in the store?"""
+
+    @abstractmethod
+    def ids(self) -> np.ndarray:
+        """All ids in the store (int64, ascending)."""
+
+    @abstractmethod
+    def count(self) -> int:
+        """How many vectors the store holds."""
+
+    @abstractmethod
+    def save(self) -> None:
+        """Make the current state durable, atomically: a crash leaves the old or the new state."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release resources. Does not save: call `save` at commit points."""
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """One line for ``audiosim stats``, e.g. ``"faiss flat (1234 vectors)"``."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+# --- argument checks shared by the backends ---------------------------------------------------------
+
+
+def as_ids(ids: object, *, allow_negative: bool = False) -> np.ndarray:
+    """``ids`` as a contiguous int64 vector.
+
+    Stored ids are non-negative (``-1`` pads results), so `StoreError` on a negative id unless
+    ``allow_negative`` (lookups, where a negative id is simply not present).
+    """
+    arr = np.ascontiguousarray(np.asarray(ids).reshape(-1))
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise StoreError(f"vector ids must be integers, got {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    if not allow_negative and arr.size and arr.min() < 0:
+        raise StoreError("vector ids must be non-negative")
+    return arr
+
+
+def as_vectors(vectors: object, dim: int, *, what: str = "vectors") -> np.ndarray:
+    """``vectors`` as a C-contiguous float32 ``(n, dim)`` array of finite values."""
+    arr = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise StoreError(f"{what} must have shape (n, {dim}), got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise StoreError(f"{what} contain NaN or infinite values")
+    return arr
+
+
+def last_occurrence(ids: np.ndarray) -> np.ndarray:
+    """Row indices that keep the last occurrence of each id (a batch that repeats an id: the last wins)."""
+    _, first_in_reversed = np.unique(ids[::-1], return_index=True)
+    return np.sort(len(ids) - 1 - first_in_reversed)
+
+
+def empty_result(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``m`` rows of ``k`` padding results."""
+    return np.full((m, k), np.inf, dtype=np.float32), np.full((m, k), -1, dtype=np.int64)
