@@ -11,17 +11,17 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import signal
 import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 from sqlalchemy import select
 
 from audiosim.analysis import Analysis, analyze_file, fingerprint_file
 from audiosim.config import AUDIO_EXTENSIONS, AnalysisParams
-from audiosim.errors import AudiosimError, DecodeError
+from audiosim.errors import DecodeError
 from audiosim.library.db import Library
 from audiosim.library.models import STATUS_INDEXED, Asset, Scan
 from audiosim.library.writer import Failure, LibraryWriter
@@ -79,7 +79,7 @@ def _analyze_job(job: _Job) -> tuple[str, Analysis | None, Failure | None]:
     return job.path, None, Failure(job.path, error, size, mtime)
 
 
-def _looks_like_audio(entry: os.DirEntry | Path, name: str) -> bool:
+def _looks_like_audio(entry: os.DirEntry | str, name: str) -> bool:
     ext = os.path.splitext(name)[1].lower()
     if ext in AUDIO_EXTENSIONS:
         return True
@@ -87,7 +87,7 @@ def _looks_like_audio(entry: os.DirEntry | Path, name: str) -> bool:
         return False
     from audiosim.audio.decode import sniff_audio
 
-    return sniff_audio(entry.path if isinstance(entry, os.DirEntry) else entry)
+    return sniff_audio(entry if isinstance(entry, str) else entry.path)
 
 
 def walk_audio(roots: Iterable[str], errors: list[dict]) -> Iterator[tuple[str, os.stat_result]]:
@@ -155,6 +155,17 @@ def _known_assets(library: Library, roots: list[str]) -> dict[str, Asset]:
         return {a.path: a for a in s.scalars(select(Asset).where(or_(*clauses)))}
 
 
+def _init_worker() -> None:
+    """Ctrl-C is the parent's to handle (it cancels cleanly); one BLAS thread per worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+
+
 class _Pool:
     """Worker processes, or the calling thread when ``workers == 1``."""
 
@@ -171,7 +182,7 @@ class _Pool:
             # fork is fastest (workers inherit the imported numeric stack) but unsafe once other threads
             # exist (a GUI, a BLAS pool); then forkserver.
             method = "fork" if threading.active_count() == 1 and os.name == "posix" else "forkserver"
-            self._pool = multiprocessing.get_context(method).Pool(workers)
+            self._pool = multiprocessing.get_context(method).Pool(workers, initializer=_init_worker)
 
     def imap(self, jobs: list[_Job]) -> Iterator:
         if self._pool is None:
@@ -328,10 +339,3 @@ def unfinished_scan(library: Library) -> list[str] | None:
     return None
 
 
-def ensure_paths_exist(paths: Iterable[str]) -> None:
-    missing = [p for p in paths if not os.path.lexists(p)]
-    if missing:
-        raise AudiosimError(f"not found: {', '.join(missing)}")
-
-
-__all__ = ["IndexReport", "index_paths", "unfinished_scan", "walk_audio", "Path"]

@@ -220,7 +220,7 @@ def _alignments(asset_id: int, votes: list, miss: np.ndarray, tolerance: float,
         near = [v for v in votes if abs(v[0] - anchor) <= tolerance]
         best = miss.copy()
         best_seg: dict[int, tuple[float, int]] = {}
-        for t, w, d, sid in near:
+        for _t, w, d, sid in near:
             if d < best[w]:
                 best[w] = d
                 best_seg[w] = (d, sid)
