@@ -149,3 +149,27 @@ def test_formats_through_soundfile_and_ffmpeg(tmp_path):
     assets = {Path(a["path"]).suffix: a for a in run_cli("--json", "assets", library=tmp_path / "lib").json}
     for dest in made:
         assert abs(assets[dest.suffix]["duration"] - 2.0) < 0.1, assets[dest.suffix]
+
+
+def test_ctrl_c_cancels_cleanly_and_a_rerun_resumes(tmp_path):
+    import json
+
+    from tests.corpus import make_oneshots
+
+    folder = tmp_path / "shots"
+    make_oneshots(folder, 300, seed=4)
+    lib = tmp_path / "lib"
+    argv = [sys.executable, "-m", "audiosim", "--library", str(lib), "--json", "index", str(folder)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while not list((lib / "frames").rglob("*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    first = json.loads(out)
+    assert "cancelling" in err
+    assert run_cli("--json", "verify", library=lib).code == 0
+    second = run_cli("--json", "index", folder, library=lib).json
+    assert second["skipped"] == first["indexed"]
+    assert second["indexed"] + second["skipped"] == 300
