@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audiosim.config import AnalysisParams, default_library_dir
@@ -38,11 +39,28 @@ LOCK_FILE = "library.lock"
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA journal_mode=WAL")  # persistent: readers find the database already in WAL
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _read_only_engine(db_file: Path) -> Engine:
+    """A reader that never writes; on a read-only filesystem (no WAL index can be made, and no one can
+    write either) the database is opened as immutable."""
+    import sqlite3
+    from urllib.parse import quote
+
+    read_only_fs = bool(os.statvfs(db_file.parent).f_flag & os.ST_RDONLY)
+    uri = f"file:{quote(str(db_file))}?mode=ro" + ("&immutable=1" if read_only_fs else "")
+
+    def connect():
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    return create_engine("sqlite://", creator=connect)
 
 
 class Library:
@@ -70,11 +88,17 @@ class Library:
         if is_sqlite and not writable and not (self.folder / DB_FILE).exists():
             raise LibraryError(f"no library at {self.folder}: index a folder first (`audiosim index PATH`)")
         try:
-            self.engine: Engine = create_engine(self.db_url)
-            if is_sqlite:
-                event.listen(self.engine, "connect", _sqlite_pragmas)
+            if is_sqlite and not writable and db_url is None and "AUDIOSIM_DB_URL" not in os.environ:
+                self.engine: Engine = _read_only_engine(self.folder / DB_FILE)
+            else:
+                self.engine = create_engine(self.db_url)
+                if is_sqlite:
+                    event.listen(self.engine, "connect", _sqlite_pragmas)
             self.Session = sessionmaker(self.engine, expire_on_commit=False)
             self._prepare_schema(params)
+        except SQLAlchemyError as exc:
+            self.close()
+            raise LibraryError(f"cannot open the library database {self.db_url}: {db_reason(exc)}") from exc
         except Exception:
             self.close()
             raise
@@ -258,6 +282,12 @@ class Library:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def db_reason(exc: BaseException) -> str:
+    """The database driver's own one-line reason, without SQLAlchemy's boilerplate."""
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc).splitlines()[0]
 
 
 def _read_owner(folder: Path) -> str:

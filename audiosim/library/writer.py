@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from audiosim.analysis import Analysis, frames_path_for
 from audiosim.config import analysis_key
 from audiosim.features.mfcc import frame_times
-from audiosim.library.db import Library
+from audiosim.errors import LibraryError
+from audiosim.library.db import Library, db_reason
 from audiosim.library.models import STATUS_FAILED, STATUS_INDEXED, Asset, Segment
 
 
@@ -38,9 +40,13 @@ class Failure:
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class LibraryWriter:
@@ -56,7 +62,21 @@ class LibraryWriter:
     # -- commits --------------------------------------------------------------------------------------
     def commit(self, analyses: list[Analysis] = (), failures: list[Failure] = (),
                removed_asset_ids: list[int] = ()) -> None:
-        """Commit a batch of results in one transaction, then update the stores."""
+        """Commit a batch of results in one transaction, then update the stores.
+
+        A failed write (disk full, read-only disk, database error) rolls the transaction back and raises
+        :class:`LibraryError`; frame files written for it are orphans that ``verify --repair`` removes.
+        """
+        written: list[Path] = []
+        try:
+            self._commit(analyses, failures, removed_asset_ids, written)
+        except (OSError, SQLAlchemyError) as exc:
+            for path in written:  # the transaction was rolled back: these belong to nothing
+                path.unlink(missing_ok=True)
+            reason = db_reason(exc) if isinstance(exc, SQLAlchemyError) else (exc.strerror or str(exc))
+            raise LibraryError(f"cannot write to the library {self.library.folder}: {reason}") from exc
+
+    def _commit(self, analyses, failures, removed_asset_ids, written: list[Path]) -> None:
         lib = self.library
         params = lib.params
         old_segment_ids: list[int] = []
@@ -77,6 +97,7 @@ class LibraryWriter:
                     if asset.frames_file:
                         old_frame_files.append(asset.frames_file)
                 frames_file = frames_path_for(lib.folder, asset.id, secrets.token_hex(4))
+                written.append(frames_file)
                 _atomic_savez(frames_file, mfcc=result.mfcc, rms_db=result.rms_db,
                               times=frame_times(len(result.mfcc), params))
                 _fill_asset(asset, result, self.key)
@@ -145,7 +166,11 @@ class LibraryWriter:
     def save(self) -> None:
         """Save the stores if anything changed since the last save (atomic per store)."""
         if self._dirty:
-            self.library.save_stores()
+            try:
+                self.library.save_stores()
+            except OSError as exc:
+                raise LibraryError(f"cannot save the vector store in {self.library.folder}: "
+                                   f"{exc.strerror or exc}") from exc
             self._dirty = False
 
     # -- agreement between DB and stores ---------------------------------------------------------------
