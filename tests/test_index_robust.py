@@ -173,3 +173,33 @@ def test_ctrl_c_cancels_cleanly_and_a_rerun_resumes(tmp_path):
     second = run_cli("--json", "index", folder, library=lib).json
     assert second["skipped"] == first["indexed"]
     assert second["indexed"] + second["skipped"] == 300
+
+
+def test_readers_keep_working_while_a_writer_indexes(tmp_path):
+    from tests.corpus import make_oneshots
+
+    first = tmp_path / "first"
+    make_oneshots(first, 20, seed=5)
+    lib = tmp_path / "lib"
+    assert run_cli("--json", "index", first, library=lib).code == 0
+    more = tmp_path / "more"
+    make_oneshots(more, 300, seed=6)
+    argv = [sys.executable, "-m", "audiosim", "--library", str(lib), "--json", "index", str(more)]
+    writer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        query_file = sorted(first.iterdir())[0]
+        reads = 0
+        while writer.poll() is None and reads < 6:
+            result = run_cli("--json", "query", query_file, "-k", "3", library=lib)
+            assert result.code == 0, result
+            assert result.json["results"][0]["path"] == str(query_file)
+            assert run_cli("--json", "assets", "--filter", "duration > 0", library=lib).code == 0
+            reads += 1
+        second = run_cli("--json", "index", more, library=lib)
+        if writer.poll() is None:
+            assert second.code == 1 and "in use" in second.stderr
+    finally:
+        writer.wait(timeout=300)
+    assert reads >= 1
+    assert writer.returncode == 0
+    assert run_cli("--json", "verify", library=lib).code == 0
