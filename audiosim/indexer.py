@@ -158,12 +158,16 @@ def _known_assets(library: Library, roots: list[str]) -> dict[str, Asset]:
 def _init_worker() -> None:
     """Ctrl-C is the parent's to handle (it cancels cleanly); one BLAS thread per worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits
 
-        threadpool_limits(1)
-    except ImportError:
-        pass
+    threadpool_limits(1)
+
+
+def _in_process(jobs: list[_Job]) -> Iterator:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # small matrices: BLAS threads only add overhead
+        yield from map(_analyze_job, jobs)
 
 
 class _Pool:
@@ -186,7 +190,7 @@ class _Pool:
 
     def imap(self, jobs: list[_Job]) -> Iterator:
         if self._pool is None:
-            return map(_analyze_job, jobs)
+            return _in_process(jobs)
         chunk = max(1, min(8, len(jobs) // (self.workers * 16) or 1))
         return self._pool.imap_unordered(_analyze_job, jobs, chunksize=chunk)
 
