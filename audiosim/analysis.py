@@ -11,7 +11,6 @@ import hashlib
 import math
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -137,7 +136,3 @@ def analyze_signal(mono: np.ndarray, params: AnalysisParams) -> tuple[np.ndarray
     stream = MfccStream(params)
     frames = FrameBatch.concat([stream.process(mono), stream.flush()], params.n_mfcc)
     return frames.mfcc.astype(np.float16), frames.rms_db.astype(np.float16)
-
-
-def frames_path_for(library_folder: Path, asset_id: int, token: str) -> Path:
-    return library_folder / "frames" / f"{asset_id % 256:02x}" / f"{asset_id}-{token}.npz"

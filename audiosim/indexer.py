@@ -225,6 +225,8 @@ def index_paths(library: Library, paths: Iterable[str | os.PathLike], *, workers
     try:
         writer = LibraryWriter(library)
         writer.reconcile()
+        if unfinished_scan(library) is not None:  # the last run died: it may have left frame files
+            writer.sweep_orphan_frames()
         scan_id = _begin_scan(library, roots)
         state.set_status("looking for audio files")
         walk_errors: list[dict] = []

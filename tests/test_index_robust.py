@@ -162,7 +162,7 @@ def test_ctrl_c_cancels_cleanly_and_a_rerun_resumes(tmp_path):
     argv = [sys.executable, "-m", "audiosim", "--library", str(lib), "--json", "index", str(folder)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     deadline = time.monotonic() + 120
-    while not list((lib / "frames").rglob("*.npz")) and time.monotonic() < deadline:
+    while not list((lib / "frames").rglob("*.npy")) and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)

@@ -78,10 +78,9 @@ def test_region_errors_are_clear(mix_library):
 
 def test_stored_frames_have_timestamps(mix_library):
     library, mix, _ = mix_library
-    frames = list((library / "frames").rglob("*.npz"))
+    frames = list((library / "frames").rglob("*.npy"))
     assert frames
-    with np.load(frames[0]) as data:
-        assert data["mfcc"].dtype == np.float16 and data["mfcc"].shape[1] == 20
-        times = data["times"]
-        assert len(times) == len(data["mfcc"])
-        assert np.allclose(np.diff(times), 512 / 22050, atol=1e-5)
+    data = np.load(frames[0])
+    assert data["mfcc"].dtype == np.float16 and data["mfcc"].shape[1] == 20
+    assert data["rms_db"].shape == data["time"].shape == (len(data),)
+    assert np.allclose(np.diff(data["time"]), 512 / 22050, atol=1e-5)

@@ -45,8 +45,8 @@ def test_verify_repair_fixes_each_kind_of_damage(tmp_path):
         store.save()
         frames = library.folder / library.asset_by_path(str(paths[1])).frames_file
     frames.unlink()  # an asset without its frames
-    (lib / "frames" / "00" / "999-deadbeef.npz").parent.mkdir(parents=True, exist_ok=True)
-    (lib / "frames" / "00" / "999-deadbeef.npz").write_bytes(b"left by a crash")
+    (lib / "frames" / "00" / "999-deadbeef.npy").parent.mkdir(parents=True, exist_ok=True)
+    (lib / "frames" / "00" / "999-deadbeef.npy").write_bytes(b"left by a crash")
     paths[2].unlink()  # vanished from disk
     sf.write(paths[3], np.zeros(22050 * 3, np.float32) + 0.1 * np.sin(np.arange(22050 * 3) / 3), 22050)
 

@@ -4,7 +4,7 @@ Layout of a library folder::
 
     library.db          SQLite metadata (WAL), unless another SQLAlchemy URL is configured
     library.lock        held by the one process allowed to write
-    frames/xx/ID-TOKEN.npz   per-asset MFCC frames (float16) with timestamps
+    frames/xx/ID-TOKEN.npy   per-asset MFCC frames (float16) with timestamps
     vectors/            the vector store's files (segments, files)
 
 Readers open without the lock and never block the writer (SQLite WAL).
@@ -240,9 +240,11 @@ class Library:
         """The stored MFCC frames [shape=(n_frames, n_mfcc)] and RMS dB [shape=(n_frames,)] of an asset."""
         if not asset.frames_file:
             raise LibraryError(f"{asset.path} has no stored frames")
+        from audiosim.library.frames import load_frames
+
         try:
-            with np.load(self.folder / asset.frames_file) as data:
-                return data["mfcc"], data["rms_db"]
+            mfcc, rms_db, _times = load_frames(self.folder / asset.frames_file)
+            return mfcc, rms_db
         except (OSError, KeyError, ValueError) as exc:
             raise LibraryError(f"frames of {asset.path} are missing or damaged "
                                "(run `audiosim verify --repair`)") from exc

@@ -12,14 +12,13 @@ Problems found (each a ``{"kind", "message", "count"}``):
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 import numpy as np
 from sqlalchemy import select
 
 from audiosim.analysis import fingerprint_file
 from audiosim.errors import StoreError
 from audiosim.library.db import Library
+from audiosim.library.frames import unreferenced_frame_files
 from audiosim.library.models import STATUS_INDEXED, Asset, Segment
 
 
@@ -57,9 +56,7 @@ def find_problems(library: Library) -> tuple[list[dict], dict[str, list]]:
         raw["missing_frames"] = missing_frames
         problems.append(_problem("missing_frames", f"{len(missing_frames)} assets lost their frame files",
                                  [a.path for a in missing_frames]))
-    frames_dir = library.folder / "frames"
-    orphan_frames = [p for p in frames_dir.rglob("*") if p.is_file()
-                     and str(p.relative_to(library.folder)) not in referenced] if frames_dir.exists() else []
+    orphan_frames = unreferenced_frame_files(library.folder, referenced)
     if orphan_frames:
         raw["orphan_frames"] = orphan_frames
         problems.append(_problem("orphan_frames", f"{len(orphan_frames)} frame files belong to no asset",
@@ -114,12 +111,8 @@ def verify(library: Library, *, repair: bool = False, workers: int | None = None
     if redo:
         report = index_paths(library, redo, workers=workers, force=True)
         repaired["reindexed"] = report.indexed
-    # Orphan frame files are listed again now: the steps above may have replaced some.
-    _, raw_after = find_problems(library)
-    for path in raw_after.get("orphan_frames", []):
-        Path(path).unlink(missing_ok=True)
     repaired["removed_assets"] = len(gone)
-    repaired["orphan_frames_deleted"] = len(raw_after.get("orphan_frames", []))
+    repaired["orphan_frames_deleted"] = writer.sweep_orphan_frames()
     remaining, _ = find_problems(library)
     return {"ok": not remaining, "problems": remaining, "repaired": repaired,
             "found": problems}

@@ -1,6 +1,6 @@
 """Writes to a library, in the one order that keeps the metadata DB and the vector stores in agreement.
 
-1. frame files are written under a fresh name (temp + rename), so an unfinished write is only an orphan;
+1. frame files are written under a fresh name, so an unfinished write is only an orphan;
 2. one DB transaction commits assets and segments *with their vectors* — this is the commit point;
 3. the vector stores are updated in memory and saved atomically from time to time.
 
@@ -18,14 +18,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from audiosim.analysis import Analysis, frames_path_for
+from audiosim.analysis import Analysis
 from audiosim.config import analysis_key
-from audiosim.features.mfcc import frame_times
 from audiosim.errors import LibraryError
 from audiosim.library.db import Library, db_reason
+from audiosim.library.frames import frames_path, save_frames, unreferenced_frame_files
 from audiosim.library.models import STATUS_FAILED, STATUS_INDEXED, Asset, Segment
 
 
@@ -37,18 +37,6 @@ class Failure:
     mtime: float | None = None
 
 
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 class LibraryWriter:
     """The single writer of a library opened with ``writable=True``."""
 
@@ -58,6 +46,7 @@ class LibraryWriter:
         self.library = library
         self.key = analysis_key(library.params)
         self._dirty = False
+        self._frame_dirs: set[Path] = set()
 
     # -- commits --------------------------------------------------------------------------------------
     def commit(self, analyses: list[Analysis] = (), failures: list[Failure] = (),
@@ -77,78 +66,66 @@ class LibraryWriter:
             raise LibraryError(f"cannot write to the library {self.library.folder}: {reason}") from exc
 
     def _commit(self, analyses, failures, removed_asset_ids, written: list[Path]) -> None:
+        # Set-based statements, a handful per batch whatever its size: the writer must keep up with
+        # every core analysing short files.
         lib = self.library
         params = lib.params
-        old_segment_ids: list[int] = []
-        old_frame_files: list[str] = []
-        new_segments: list[tuple[np.ndarray, np.ndarray]] = []
-        file_vectors: dict[int, np.ndarray | None] = {}
-        touched_assets: list[int] = []
+        now = time.time()
+        removed = [int(i) for i in removed_asset_ids]
+        paths = [r.path for r in analyses] + [f.path for f in failures]
         with lib.Session.begin() as s:
+            known = {path: (asset_id, frames) for asset_id, path, frames in s.execute(
+                select(Asset.id, Asset.path, Asset.frames_file).where(Asset.path.in_(paths)))} if paths else {}
+            gone = s.execute(select(Asset.id, Asset.frames_file).where(Asset.id.in_(removed))).all() \
+                if removed else []
+            replaced = [asset_id for asset_id, _ in known.values()] + [asset_id for asset_id, _ in gone]
+            old_frame_files = [f for _, f in known.values() if f] + [f for _, f in gone if f]
+            old_segment_ids = list(s.scalars(select(Segment.id).where(Segment.asset_id.in_(replaced)))) \
+                if replaced else []
+            if old_segment_ids:
+                s.execute(delete(Segment).where(Segment.asset_id.in_(replaced)))
+            new_paths = [p for p in paths if p not in known]
+            if new_paths:
+                ids = s.scalars(insert(Asset).returning(Asset.id, sort_by_parameter_order=True),
+                                [{"path": p, "name": os.path.basename(p), "folder": os.path.dirname(p),
+                                  "status": STATUS_FAILED, "n_segments": 0} for p in new_paths]).all()
+                known.update({p: (asset_id, None) for p, asset_id in zip(new_paths, ids)})
+            updates, segment_rows, segment_vectors = [], [], []
+            file_vectors: dict[int, np.ndarray | None] = {}
             for result in analyses:
-                asset = s.scalars(select(Asset).where(Asset.path == result.path)).first()
-                if asset is None:
-                    asset = Asset(path=result.path, status=STATUS_INDEXED,
-                                  name=os.path.basename(result.path), folder=os.path.dirname(result.path))
-                    s.add(asset)
-                    s.flush()
-                else:
-                    old_segment_ids += self._drop_segments(s, asset.id)
-                    if asset.frames_file:
-                        old_frame_files.append(asset.frames_file)
-                frames_file = frames_path_for(lib.folder, asset.id, secrets.token_hex(4))
+                asset_id = known[result.path][0]
+                frames_file = frames_path(lib.folder, asset_id, secrets.token_hex(4))
+                if frames_file.parent not in self._frame_dirs:
+                    frames_file.parent.mkdir(parents=True, exist_ok=True)
+                    self._frame_dirs.add(frames_file.parent)
                 written.append(frames_file)
-                _atomic_savez(frames_file, mfcc=result.mfcc, rms_db=result.rms_db,
-                              times=frame_times(len(result.mfcc), params))
-                _fill_asset(asset, result, self.key)
-                asset.frames_file = str(frames_file.relative_to(lib.folder))
-                asset.n_segments = len(result.windows)
-                asset.embedding = None if result.file_vector is None else result.file_vector.tobytes()
-                file_vectors[asset.id] = result.file_vector
-                touched_assets.append(asset.id)
-                rows = [{"asset_id": asset.id, "start": t0, "end": t1, "embedding": v.tobytes()}
-                        for (t0, t1), v in zip(result.segment_times(params), result.segment_vectors)]
-                if rows:
-                    ids = s.scalars(insert(Segment).returning(Segment.id, sort_by_parameter_order=True),
-                                    rows).all()
-                    new_segments.append((np.asarray(ids, np.int64), result.segment_vectors))
+                save_frames(frames_file, result.mfcc, result.rms_db, params)
+                file_vectors[asset_id] = result.file_vector
+                updates.append(_indexed_row(asset_id, result, self.key, now,
+                                            str(frames_file.relative_to(lib.folder))))
+                segment_rows += [{"asset_id": asset_id, "start": t0, "end": t1, "embedding": v.tobytes()}
+                                 for (t0, t1), v in zip(result.segment_times(params), result.segment_vectors)]
+                segment_vectors.append(result.segment_vectors)
             for failure in failures:
-                asset = s.scalars(select(Asset).where(Asset.path == failure.path)).first()
-                if asset is None:
-                    asset = Asset(path=failure.path, name=os.path.basename(failure.path),
-                                  folder=os.path.dirname(failure.path), status=STATUS_FAILED)
-                    s.add(asset)
-                    s.flush()
-                else:
-                    old_segment_ids += self._drop_segments(s, asset.id)
-                    if asset.frames_file:
-                        old_frame_files.append(asset.frames_file)
-                    file_vectors[asset.id] = None
-                    touched_assets.append(asset.id)
-                for field in ("duration", "avg_loudness", "peak_db", "centroid", "embedding", "frames_file",
-                              "fingerprint", "format", "subtype", "sample_rate", "channels"):
-                    setattr(asset, field, None)
-                asset.status, asset.error = STATUS_FAILED, failure.error
-                asset.size, asset.mtime, asset.n_segments = failure.size, failure.mtime, 0
-                asset.analysis_key, asset.indexed_at = self.key, time.time()
-            for asset_id in removed_asset_ids:
-                asset = s.get(Asset, asset_id)
-                if asset is None:
-                    continue
-                old_segment_ids += self._drop_segments(s, asset_id)
-                if asset.frames_file:
-                    old_frame_files.append(asset.frames_file)
-                s.delete(asset)
-                touched_assets.append(asset_id)
+                asset_id = known[failure.path][0]
                 file_vectors[asset_id] = None
+                updates.append(_failed_row(asset_id, failure, self.key, now))
+            if updates:
+                s.execute(update(Asset), updates)  # bulk UPDATE by primary key
+            new_segment_ids = np.asarray(s.scalars(
+                insert(Segment).returning(Segment.id, sort_by_parameter_order=True), segment_rows).all()
+                if segment_rows else [], np.int64)
+            if removed:
+                s.execute(delete(Asset).where(Asset.id.in_(removed)))
         # The DB has committed: bring the stores in line.
         segments, files = lib.store("segments"), lib.store("files")
         if old_segment_ids:
             segments.remove(np.asarray(old_segment_ids, np.int64))
-        for ids, vectors in new_segments:
-            segments.add(ids, vectors)
-        if touched_assets:
-            files.remove(np.asarray(touched_assets, np.int64))
+        if len(new_segment_ids):
+            segments.add(new_segment_ids, np.concatenate(segment_vectors))
+        touched = list(file_vectors) + removed
+        if touched:
+            files.remove(np.asarray(touched, np.int64))
             keep = [(a, v) for a, v in file_vectors.items() if v is not None]
             if keep:
                 files.add(np.asarray([a for a, _ in keep], np.int64), np.stack([v for _, v in keep]))
@@ -156,12 +133,14 @@ class LibraryWriter:
             (lib.folder / rel).unlink(missing_ok=True)
         self._dirty = True
 
-    @staticmethod
-    def _drop_segments(s, asset_id: int) -> list[int]:
-        ids = list(s.scalars(select(Segment.id).where(Segment.asset_id == asset_id)))
-        if ids:
-            s.execute(delete(Segment).where(Segment.asset_id == asset_id))
-        return ids
+    def sweep_orphan_frames(self) -> int:
+        """Delete frame files no asset refers to (a crash between writing one and committing it)."""
+        with self.library.Session() as s:
+            referenced = set(s.scalars(select(Asset.frames_file).where(Asset.frames_file.is_not(None))))
+        orphans = unreferenced_frame_files(self.library.folder, referenced)
+        for path in orphans:
+            path.unlink(missing_ok=True)
+        return len(orphans)
 
     def save(self) -> None:
         """Save the stores if anything changed since the last save (atomic per store)."""
@@ -205,10 +184,20 @@ class LibraryWriter:
         return changes
 
 
-def _fill_asset(asset: Asset, result: Analysis, key: str) -> None:
-    asset.status, asset.error = STATUS_INDEXED, None
-    for field in ("size", "mtime", "fingerprint", "format", "subtype", "sample_rate", "channels", "duration",
-                  "avg_loudness", "peak_db", "centroid"):
-        setattr(asset, field, getattr(result, field))
-    asset.analysis_key = key
-    asset.indexed_at = time.time()
+_DESCRIPTORS = ("size", "mtime", "fingerprint", "format", "subtype", "sample_rate", "channels", "duration",
+                "avg_loudness", "peak_db", "centroid")
+
+
+def _indexed_row(asset_id: int, result: Analysis, key: str, now: float, frames_file: str) -> dict:
+    row = {field: getattr(result, field) for field in _DESCRIPTORS}
+    row.update(id=asset_id, status=STATUS_INDEXED, error=None, analysis_key=key, indexed_at=now,
+               frames_file=frames_file, n_segments=len(result.windows),
+               embedding=None if result.file_vector is None else result.file_vector.tobytes())
+    return row
+
+
+def _failed_row(asset_id: int, failure: Failure, key: str, now: float) -> dict:
+    row = dict.fromkeys(_DESCRIPTORS)
+    row.update(id=asset_id, status=STATUS_FAILED, error=failure.error, analysis_key=key, indexed_at=now,
+               frames_file=None, n_segments=0, embedding=None, size=failure.size, mtime=failure.mtime)
+    return row

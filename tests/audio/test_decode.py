@@ -56,7 +56,8 @@ def encode(src: Path, dst: Path, *commands: list[str]) -> Path:
         if shutil.which(cmd[0]) is None:
             continue
         args = [a.format(src=src, dst=dst) for a in cmd]
-        if subprocess.run(args, check=False, capture_output=True).returncode == 0 and dst.exists() and dst.stat().st_size:
+        made = subprocess.run(args, check=False, capture_output=True).returncode == 0
+        if made and dst.exists() and dst.stat().st_size:
             return dst
     pytest.skip(f"no encoder for {dst.suffix}")
 
@@ -312,7 +313,8 @@ def _png() -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0\0\0\0")) + chunk(b"IEND", b"")
+    idat = chunk(b"IDAT", zlib.compress(b"\0\0\0\0"))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
 
 
 def _make_zero_bytes(tmp: Path) -> Path:

@@ -1,0 +1,53 @@
+"""Per-asset frame files: every MFCC frame with its RMS and its timestamp, one ``.npy`` record array.
+
+A record array in a plain ``.npy`` costs one open and one write (an ``.npz`` is a zip: several times
+slower per file, which matters when the writer keeps up with hundreds of short files a second). The
+file name carries a random token and is written before the DB commit that refers to it, so a crash
+leaves at worst an unreferenced file, which ``verify --repair`` removes.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from audiosim.config import AnalysisParams
+
+
+def frames_dtype(n_mfcc: int) -> np.dtype:
+    return np.dtype([("time", "<f4"), ("rms_db", "<f2"), ("mfcc", "<f2", (n_mfcc,))])
+
+
+def frames_path(library_folder: Path, asset_id: int, token: str) -> Path:
+    return library_folder / "frames" / f"{asset_id % 256:02x}" / f"{asset_id}-{token}.npy"
+
+
+def save_frames(path: Path, mfcc: np.ndarray, rms_db: np.ndarray, params: AnalysisParams) -> None:
+    """Write frames [shape=(n, n_mfcc)] float16 and their RMS [shape=(n,)] with centre times."""
+    records = np.empty(len(mfcc), frames_dtype(mfcc.shape[1]))
+    records["time"] = np.arange(len(mfcc), dtype=np.float64) * params.frame_seconds
+    records["rms_db"] = rms_db
+    records["mfcc"] = mfcc
+    buffer = io.BytesIO()
+    np.save(buffer, records, allow_pickle=False)
+    # One plain write: a full disk then raises ENOSPC ("No space left on device"), where numpy's own
+    # file writer only says how many bytes it could not write.
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
+
+
+def load_frames(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mfcc [shape=(n, n_mfcc)] float16, rms_db [shape=(n,)] float16, time [shape=(n,)] float32)."""
+    records = np.load(path, allow_pickle=False)
+    return records["mfcc"], records["rms_db"], records["time"]
+
+
+def unreferenced_frame_files(library_folder: Path, referenced: set[str]) -> list[Path]:
+    """Files under ``frames/`` that no asset refers to (``referenced`` holds library-relative paths)."""
+    frames_dir = library_folder / "frames"
+    if not frames_dir.exists():
+        return []
+    return [p for p in frames_dir.rglob("*")
+            if p.is_file() and str(p.relative_to(library_folder)) not in referenced]
