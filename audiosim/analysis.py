@@ -78,15 +78,41 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def features_from_frames(frames: FrameBatch, params: AnalysisParams
-                         ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], np.ndarray, np.ndarray | None]:
-    """Round the frames to their stored precision, then derive segments and vectors from what is stored,
-    so a query that reads the stored frames back gets exactly the indexed vectors."""
-    mfcc = frames.mfcc.astype(np.float16)
-    rms_db = frames.rms_db.astype(np.float16)
-    stored = mfcc.astype(np.float32)
+class _FrameCollector:
+    """Keeps frames at their stored precision (float16) as they stream in, and a running centroid mean,
+    so a long file's frames cost 42 bytes each and nothing else grows with its length."""
+
+    def __init__(self, params: AnalysisParams) -> None:
+        self.params = params
+        self._mfcc: list[np.ndarray] = []
+        self._rms: list[np.ndarray] = []
+        self._centroid_sum = 0.0
+        self._centroid_count = 0
+
+    def add(self, batch: FrameBatch) -> None:
+        self._mfcc.append(batch.mfcc.astype(np.float16))
+        self._rms.append(batch.rms_db.astype(np.float16))
+        measured = batch.centroid[(batch.rms_db >= self.params.silence_db) & ~np.isnan(batch.centroid)]
+        self._centroid_sum += float(measured.sum(dtype=np.float64))
+        self._centroid_count += len(measured)
+
+    @property
+    def centroid(self) -> float | None:
+        return self._centroid_sum / self._centroid_count if self._centroid_count else None
+
+    def frames(self) -> tuple[np.ndarray, np.ndarray]:
+        n_mfcc = self.params.n_mfcc
+        mfcc = np.concatenate(self._mfcc) if self._mfcc else np.zeros((0, n_mfcc), np.float16)
+        rms = np.concatenate(self._rms) if self._rms else np.zeros(0, np.float16)
+        return mfcc, rms
+
+
+def features_from_frames(mfcc: np.ndarray, rms_db: np.ndarray, params: AnalysisParams
+                         ) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray | None]:
+    """Segments and vectors derived from the frames *as stored* (float16), so a query that reads the
+    stored frames back gets exactly the indexed vectors."""
     windows = segment_windows(rms_db, params)
-    return mfcc, rms_db, windows, embed_windows(stored, windows), file_embedding(stored, rms_db, params)
+    return windows, embed_windows(mfcc, windows), file_embedding(mfcc, rms_db, params)
 
 
 def analyze_file(path: str | os.PathLike, params: AnalysisParams) -> Analysis:
@@ -103,29 +129,26 @@ def analyze_file(path: str | os.PathLike, params: AnalysisParams) -> Analysis:
         resampler = MonoResampler(info.sample_rate, params.sample_rate, info.channels)
         meter = LoudnessMeter(info.sample_rate, info.channels)
         mfcc_stream = MfccStream(params)
-        batches: list[FrameBatch] = []
+        collector = _FrameCollector(params)
         n_samples = 0
         for block in stream.blocks():
             n_samples += len(block)
             meter.process(block)
-            batches.append(mfcc_stream.process(resampler.process(block)))
-        batches.append(mfcc_stream.process(resampler.flush()))
-        batches.append(mfcc_stream.flush())
+            collector.add(mfcc_stream.process(resampler.process(block)))
+        collector.add(mfcc_stream.process(resampler.flush()))
+        collector.add(mfcc_stream.flush())
     if n_samples == 0:
         from audiosim.errors import DecodeError
 
         raise DecodeError("0 audio frames")
-    frames = FrameBatch.concat(batches, params.n_mfcc)
-    mfcc, rms_db, windows, segment_vectors, file_vector = features_from_frames(frames, params)
-    loud = frames.rms_db >= params.silence_db
-    measured = frames.centroid[loud & ~np.isnan(frames.centroid)]
-    centroid = float(measured.mean()) if len(measured) else None
+    mfcc, rms_db = collector.frames()
+    windows, segment_vectors, file_vector = features_from_frames(mfcc, rms_db, params)
     return Analysis(
         path=path, size=st.st_size, mtime=st.st_mtime, fingerprint=fingerprint,
         format=info.format, subtype=info.subtype, sample_rate=info.sample_rate, channels=info.channels,
         duration=n_samples / info.sample_rate,
         avg_loudness=_finite_or_none(meter.integrated()), peak_db=_finite_or_none(meter.peak_db),
-        centroid=centroid, mfcc=mfcc, rms_db=rms_db, windows=windows,
+        centroid=collector.centroid, mfcc=mfcc, rms_db=rms_db, windows=windows,
         segment_vectors=segment_vectors, file_vector=file_vector,
         seconds=time.perf_counter() - started,
     )

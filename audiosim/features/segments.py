@@ -102,23 +102,52 @@ def segment_windows(rms_db: np.ndarray, params: AnalysisParams) -> list[tuple[in
     return windows
 
 
-def embed_windows(mfcc: np.ndarray, windows: list[tuple[int, int]]) -> np.ndarray:
-    """Embeddings of the given frame windows, [shape=(len(windows), dim)] float32."""
+def embed_windows(mfcc: np.ndarray, windows: list[tuple[int, int]], *, batch: int = 256) -> np.ndarray:
+    """Embeddings of the given frame windows, [shape=(len(windows), dim)] float32.
+
+    Windows are embedded ``batch`` at a time so that memory stays flat however long the file is.
+    """
+    dim = (mfcc.shape[1] - 1) + 2 * mfcc.shape[1]
     if not windows:
-        return np.zeros((0, (mfcc.shape[1] - 1) + 2 * mfcc.shape[1]), np.float32)
+        return np.zeros((0, dim), np.float32)
     lengths = {stop - start for start, stop in windows}
-    if len(lengths) == 1:
-        width = lengths.pop()
-        starts = np.array([s for s, _ in windows])
-        stacked = np.lib.stride_tricks.sliding_window_view(mfcc, width, axis=0)[starts]  # (n, n_mfcc, width)
-        return embed_many(stacked.transpose(0, 2, 1))
-    return np.stack([embed(mfcc[s:e]) for s, e in windows])
+    if len(lengths) > 1:
+        return np.stack([embed(mfcc[s:e]) for s, e in windows])
+    width = lengths.pop()
+    view = np.lib.stride_tricks.sliding_window_view(mfcc, width, axis=0)  # (n, n_mfcc, width), no copy
+    starts = np.array([s for s, _ in windows])
+    out = np.empty((len(windows), dim), np.float32)
+    for i in range(0, len(starts), batch):
+        out[i:i + batch] = embed_many(view[starts[i:i + batch]].transpose(0, 2, 1))
+    return out
 
 
-def file_embedding(mfcc: np.ndarray, rms_db: np.ndarray, params: AnalysisParams) -> np.ndarray | None:
-    """One vector for the whole file, from its non-silent frames; None when all of it is silent."""
+def file_embedding(mfcc: np.ndarray, rms_db: np.ndarray, params: AnalysisParams, *,
+                   chunk: int = 8192) -> np.ndarray | None:
+    """One vector for the whole file, from its first to its last non-silent frame; None when all of it
+    is silent. The same statistics as :func:`embed`, accumulated ``chunk`` frames at a time in float64
+    so that memory does not grow with the file's length."""
     loud = rms_db >= params.silence_db
     if not loud.any():
         return None
     first, last = np.flatnonzero(loud)[[0, -1]]
-    return embed(mfcc[first:last + 1])
+    frames = mfcc[first:last + 1]
+    n, n_mfcc = frames.shape
+    total = np.zeros(n_mfcc)
+    squares = np.zeros(n_mfcc)
+    change = np.zeros(n_mfcc)
+    previous = None
+    for start in range(0, n, chunk):
+        block = frames[start:start + chunk].astype(np.float64)
+        total += block.sum(axis=0)
+        squares += np.square(block).sum(axis=0)
+        with_previous = block if previous is None else np.vstack([previous, block])
+        change += np.abs(np.diff(with_previous, axis=0)).sum(axis=0)
+        previous = block[-1:]
+    mean = total / n
+    std = np.sqrt(np.maximum(squares / n - mean * mean, 0.0))
+    diff = change / (n - 1) if n > 1 else np.zeros(n_mfcc)
+    mean_scale, std_scale, diff_scale = coefficient_spreads(n_mfcc)
+    w_mean, w_std, w_diff = _GROUP_WEIGHTS
+    return np.concatenate([w_mean * mean[1:] / mean_scale, w_std * std / std_scale,
+                           w_diff * diff / diff_scale]).astype(np.float32)
