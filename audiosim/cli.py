@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from audiosim import __version__
+from audiosim.cli_map import add_map_parser, cmd_map
 from audiosim.errors import AudiosimError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check that the vector store and the metadata DB agree")
     p.add_argument("--repair", action="store_true", help="fix what is found")
     p.add_argument("--workers", type=int, default=None, metavar="N")
+
+    add_map_parser(sub)
     return parser
 
 
@@ -225,7 +228,7 @@ def cmd_verify(args) -> int:
 
 
 COMMANDS = {"index": cmd_index, "query": cmd_query, "assets": cmd_assets, "stats": cmd_stats,
-            "verify": cmd_verify}
+            "verify": cmd_verify, "map": cmd_map}
 
 
 if __name__ == "__main__":  # pragma: no cover

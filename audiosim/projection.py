@@ -1,0 +1,769 @@
+"""Maps of a result set: its vectors → UMAP → ``[x, y]`` per asset or segment. Never written anywhere.
+
+A *result set* (:class:`ResultSet`) is what the user asked to see: the assets matching a filter, the hits
+of a query, a lasso selection, or the whole library (sampled above `DEFAULT_MAX_POINTS`), at the level of
+files (one vector per asset) or segments. :func:`compute_map` lays it out:
+
+1. the vectors come from the vector store (``store.get``), never recomputed;
+2. a PCA layout is reported at once as a partial result (the first picture, in milliseconds);
+3. the neighbour graph comes from the *store's* search, restricted to the result set, so the map and a
+   query agree about who is whose neighbour (other metrics: exact search on the fetched vectors, or
+   pynndescent for large sets). It is cached (:class:`KnnCache`) per result set + metric, so changing
+   ``min_dist`` re-runs only the layout;
+4. UMAP starts from the previous layout when there is one (warm start) and the result is rotated onto it
+   (Procrustes), so points move instead of jumping. Points *added* to a mapped result set are placed by
+   the fitted model's ``transform`` instead of a refit.
+
+Coordinates live in memory only; nothing here writes to the library.
+UMAP, numba and pynndescent are imported lazily (seconds of import + JIT): :func:`warm_up` pays that in a
+background thread while the user does something else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import re
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import select
+
+from audiosim.errors import AudiosimError
+from audiosim.library.models import STATUS_INDEXED, Asset, Segment
+from audiosim.tasks import NullState, TaskState
+
+if TYPE_CHECKING:
+    from audiosim.library.db import Library
+    from audiosim.search import Hit
+
+LEVELS = ("file", "segment")
+METRICS = ("euclidean", "cosine", "correlation", "manhattan", "chebyshev")
+DEFAULT_MAX_POINTS = 20_000
+"""Cap for "the whole library": above it a random sample is mapped (and the user told so). UMAP's cost
+grows a little faster than linearly; on two cores 20k points map in ~10-15 s cold and the scatter stays
+fluid, while 50k take ~4x longer (bench/map_timings.py). An explicit result set is never sampled unless
+asked (``max_points``)."""
+MIN_UMAP_POINTS = 5
+"""Below this many points UMAP has no neighbourhoods to speak of; PCA places them."""
+TRANSFORM_MAX_ADDED = 0.2
+"""Points added to a mapped result set are placed with ``transform`` (no refit) while they are at most
+this fraction of the points the model was fitted on; beyond that the layout would no longer describe them."""
+WARM_LEARNING_RATE = 0.25
+"""A warm start begins from a good layout: a gentler first step keeps it instead of shaking it apart
+(bench: mean displacement ~0.15 of the map's spread against ~0.8 for a cold run of the new parameters)."""
+WARM_EPOCHS = 200
+"""Epochs of a warm start when the user did not fix ``n_epochs`` (UMAP's default for large sets; a small
+set would get 500 cold, which a layout that is nearly there does not need)."""
+KNN_CHUNK = 4096  # queries per store search when building the neighbour graph
+SQL_CHUNK = 10_000  # ids per IN (...) clause: SQLite caps bound parameters
+NUMERIC_FIELDS = ("duration", "avg_loudness", "peak_db", "centroid", "sample_rate", "channels", "size",
+                  "mtime", "n_segments")
+"""Asset fields a map can be coloured by (plus ``start`` at segment level, and ``folder``)."""
+
+_SMALL_EXACT = 4096  # below this, kNN for non-Euclidean metrics is computed exactly
+_filters_installed = False
+
+
+class ProjectionError(AudiosimError):
+    """A map cannot be made as asked (unknown metric, bad parameter, ...)."""
+
+
+class MapCancelled(AudiosimError):
+    """The map was superseded (``state.cancelled``) before it was finished."""
+
+
+# -- parameters and result sets ---------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class MapParams:
+    """What the user chose. ``seed=None`` lets UMAP use all cores but is not reproducible."""
+
+    level: str = "file"
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    metric: str = "euclidean"
+    seed: int | None = 42
+    n_epochs: int | None = None  # None: UMAP's default (500 below 10k points, 200 above)
+
+    def validate(self) -> MapParams:
+        if self.level not in LEVELS:
+            raise ProjectionError(f"unknown level {self.level!r}: use 'file' or 'segment'")
+        if self.metric not in METRICS:
+            raise ProjectionError(f"unknown metric {self.metric!r}; known: {', '.join(METRICS)}")
+        if not 2 <= int(self.n_neighbors) <= 200:
+            raise ProjectionError(f"n_neighbors must be between 2 and 200, got {self.n_neighbors}")
+        if not 0.0 <= float(self.min_dist) <= 1.0:
+            raise ProjectionError(f"min_dist must be between 0 and 1, got {self.min_dist}")
+        if self.n_epochs is not None and self.n_epochs < 1:
+            raise ProjectionError(f"n_epochs must be at least 1, got {self.n_epochs}")
+        return self
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ResultSet:
+    """The points of a map, sorted by ``ids`` (vector-store ids: asset ids for files, segment ids for segments).
+
+    ``starts``/``ends`` are NaN at file level. ``notices`` say what the user should know (sampled, items
+    without vectors...).
+    """
+
+    level: str
+    ids: np.ndarray  # int64, ascending, unique
+    asset_ids: np.ndarray  # int64
+    starts: np.ndarray  # float64
+    ends: np.ndarray  # float64
+    description: str = ""
+    notices: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def key(self) -> str:
+        return hashlib.blake2b(self.level.encode() + self.ids.tobytes(), digest_size=16).hexdigest()
+
+    @property
+    def segment_ids(self) -> np.ndarray | None:
+        return self.ids if self.level == "segment" else None
+
+    def rows_of(self, ids: Iterable[int]) -> np.ndarray:
+        """Row numbers of the given vector ids (ids not in the set are skipped)."""
+        ids = np.asarray(list(ids), np.int64)
+        rows = np.searchsorted(self.ids, ids)
+        rows = np.minimum(rows, max(0, len(self.ids) - 1))
+        return rows[(len(self.ids) > 0) & (self.ids[rows] == ids)] if len(self.ids) else rows[:0]
+
+    def rows_of_assets(self, asset_ids: Iterable[int]) -> np.ndarray:
+        return np.flatnonzero(np.isin(self.asset_ids, np.asarray(list(asset_ids), np.int64)))
+
+    def subset(self, rows: np.ndarray, *, description: str = "", notices: Sequence[str] = ()) -> ResultSet:
+        rows = np.sort(np.asarray(rows, np.int64))
+        return ResultSet(self.level, self.ids[rows], self.asset_ids[rows], self.starts[rows],
+                         self.ends[rows], description or self.description, tuple(notices))
+
+
+def build_result_set(library: Library, *, level: str = "file", filter_expression: str | None = None,
+                     hits: Sequence[Hit] | None = None, asset_ids: Iterable[int] | None = None,
+                     segment_ids: Iterable[int] | None = None, max_points: int | None = None,
+                     sample_seed: int = 0) -> ResultSet:
+    """The points matching every source given (intersection); no source at all: the whole library.
+
+    Parameters
+    ----------
+    level : ``"file"`` (one point per asset) or ``"segment"`` (one per segment)
+    filter_expression : a filter over asset fields (``audiosim.library.filters``)
+    hits : query results; at segment level a hit stands for its segment (or, without one, the segments
+        overlapping its time range), at file level for its asset
+    asset_ids, segment_ids : explicit selections (e.g. a lasso)
+    max_points : above this many points, map a random sample (seeded by ``sample_seed``) and say so
+    """
+    if level not in LEVELS:
+        raise ProjectionError(f"unknown level {level!r}: use 'file' or 'segment'")
+    wanted_assets: set[int] | None = None if asset_ids is None else {int(a) for a in asset_ids}
+    wanted_segments: set[int] | None = None if segment_ids is None else {int(s) for s in segment_ids}
+    parts = []
+    if filter_expression:
+        parts.append(f"filter {filter_expression!r}")
+    if hits is not None:
+        parts.append(f"{len(hits)} query results")
+        hit_assets = {int(h.asset_id) for h in hits}
+        wanted_assets = hit_assets if wanted_assets is None else wanted_assets & hit_assets
+        if level == "segment":
+            hit_segments = _segments_of_hits(library, hits)
+            wanted_segments = hit_segments if wanted_segments is None else wanted_segments & hit_segments
+    if asset_ids is not None:
+        parts.append("selected assets")
+    if segment_ids is not None:
+        parts.append("selected segments")
+    if wanted_segments is not None and level == "segment":
+        seg_assets = _assets_of_segments(library, wanted_segments)
+        wanted_assets = set(seg_assets.values()) if wanted_assets is None else wanted_assets & set(
+            seg_assets.values())
+    description = " ∩ ".join(parts) or "whole library"
+
+    condition = [Asset.status == STATUS_INDEXED]
+    if filter_expression:
+        from audiosim.library.filters import compile_filter
+
+        condition.append(compile_filter(filter_expression))
+    with library.Session() as s:
+        if level == "file":
+            stmt = select(Asset.id).where(*condition)
+            found = _select_in(s, stmt, Asset.id, wanted_assets)
+            ids = np.unique(np.asarray([r[0] for r in found], np.int64))
+            assets = ids.copy()
+            starts = ends = np.full(len(ids), np.nan)
+        else:
+            stmt = select(Segment.id, Segment.asset_id, Segment.start, Segment.end).join(
+                Asset, Asset.id == Segment.asset_id).where(*condition)
+            if wanted_segments is not None:
+                found = _select_in(s, stmt, Segment.id, wanted_segments)
+            else:
+                found = _select_in(s, stmt, Segment.asset_id, wanted_assets)
+            found = sorted(found)
+            ids = np.asarray([r[0] for r in found], np.int64)
+            assets = np.asarray([r[1] for r in found], np.int64)
+            starts = np.asarray([r[2] for r in found], np.float64)
+            ends = np.asarray([r[3] for r in found], np.float64)
+    notices: list[str] = []
+    store = library.store("files" if level == "file" else "segments")
+    present = store.contains(ids) if len(ids) else np.zeros(0, bool)
+    if not present.all():
+        notices.append(f"{int((~present).sum())} {level}s have no vector yet (indexing?) and are left out")
+        ids, assets, starts, ends = ids[present], assets[present], starts[present], ends[present]
+    rs = ResultSet(level, ids, assets, starts, ends, description, tuple(notices))
+    if max_points is not None and len(rs) > max_points:
+        rows = np.random.default_rng(sample_seed).choice(len(rs), size=max_points, replace=False)
+        notice = f"showing a random sample of {max_points:,} of {len(rs):,} {level}s"
+        rs = rs.subset(rows, notices=(*notices, notice))
+    return rs
+
+
+def _select_in(session, stmt, column, values: set[int] | None) -> list[tuple]:
+    if values is None:
+        return list(session.execute(stmt).all())
+    values_list = sorted(values)
+    rows: list[tuple] = []
+    for i in range(0, len(values_list), SQL_CHUNK):
+        rows += session.execute(stmt.where(column.in_(values_list[i:i + SQL_CHUNK]))).all()
+    return rows
+
+
+def _assets_of_segments(library: Library, segment_ids: set[int]) -> dict[int, int]:
+    with library.Session() as s:
+        rows = _select_in(s, select(Segment.id, Segment.asset_id), Segment.id, segment_ids)
+    return {int(r[0]): int(r[1]) for r in rows}
+
+
+def _segments_of_hits(library: Library, hits: Sequence[Hit]) -> set[int]:
+    """A hit's own segment, or (file-level hits, hits without one) the segments overlapping its range."""
+    out = {int(h.segment_id) for h in hits if h.segment_id is not None}
+    loose = [h for h in hits if h.segment_id is None]
+    if loose:
+        with library.Session() as s:
+            for h in loose:
+                stmt = select(Segment.id).where(Segment.asset_id == h.asset_id)
+                if h.end > h.start:
+                    stmt = stmt.where(Segment.start < h.end, Segment.end > h.start)
+                out.update(int(i) for i in s.scalars(stmt))
+    return out
+
+
+def describe_points(library: Library, result_set: ResultSet) -> dict[str, np.ndarray]:
+    """Per point: ``path``, ``name``, ``folder`` (object arrays) and the numeric fields (float, NaN if unknown)
+    of its asset, plus ``start``/``end`` — for hover text and colouring."""
+    fields = ("path", "name", "folder", *NUMERIC_FIELDS)
+    unique = np.unique(result_set.asset_ids)
+    columns = [getattr(Asset, f) for f in ("id", *fields)]
+    with library.Session() as s:
+        stmt = select(*columns)
+        rows = _select_in(s, stmt, Asset.id, None if len(unique) > SQL_CHUNK else set(unique.tolist()))
+    by_id = {int(r[0]): r[1:] for r in rows}
+    n = len(result_set)
+    out: dict[str, np.ndarray] = {f: np.empty(n, object) for f in fields[:3]}
+    out.update({f: np.full(n, np.nan) for f in NUMERIC_FIELDS})
+    table = np.array([by_id.get(int(a), (None,) * len(fields)) for a in unique], dtype=object).reshape(
+        len(unique), len(fields))
+    where = np.searchsorted(unique, result_set.asset_ids)
+    for j, f in enumerate(fields):
+        col = table[where, j] if n else np.empty(0, object)
+        if f in NUMERIC_FIELDS:
+            out[f] = np.array([np.nan if v is None else float(v) for v in col], np.float64)
+        else:
+            out[f] = col
+    out["start"] = result_set.starts.copy()
+    out["end"] = result_set.ends.copy()
+    return out
+
+
+# -- maps -------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(eq=False)
+class MapResult:
+    """Coordinates ``[shape=(n, 2), float32]`` in the row order of ``result_set``.
+
+    ``kind`` says how they were made: ``"umap"`` (cold), ``"warm"`` (from the previous layout),
+    ``"transform"`` (added points placed by the previous model), ``"pca"`` (the placeholder, or a set too
+    small for UMAP), ``"empty"``.
+    """
+
+    result_set: ResultSet
+    params: MapParams
+    coords: np.ndarray
+    kind: str
+    notices: tuple[str, ...] = ()
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    n_neighbors_used: int | None = None
+    # The fitted model, its training ids and the similarity that takes its coordinates to ``coords``
+    # (kept in memory so added points can be placed by transform).
+    model: Any = dataclasses.field(default=None, repr=False)
+    fit_ids: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    to_display: tuple[np.ndarray, float, np.ndarray] | None = dataclasses.field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.coords)
+
+    def coords_of(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
+        ids = np.asarray(list(ids), np.int64)
+        rows = self.result_set.rows_of(ids)
+        return {int(self.result_set.ids[r]): self.coords[r] for r in rows}
+
+    def to_json(self) -> dict:
+        rs = self.result_set
+        seg = rs.level == "segment"
+        points = [
+            {"asset_id": int(a), "segment_id": int(i) if seg else None,
+             "start": round(float(t0), 3) if seg else None, "end": round(float(t1), 3) if seg else None,
+             "x": round(float(x), 5), "y": round(float(y), 5)}
+            for i, a, t0, t1, (x, y) in zip(rs.ids, rs.asset_ids, rs.starts, rs.ends, self.coords)
+        ]
+        params = {**self.params.to_json(), "n_neighbors_used": self.n_neighbors_used}
+        return {"params": params, "kind": self.kind, "result_set": rs.description, "count": len(points),
+                "notices": list(rs.notices) + list(self.notices), "points": points}
+
+
+class KnnCache:
+    """Neighbour graphs by (level, ids + vectors digest, metric); the largest k is kept and sliced.
+
+    Thread-safe; holds ``max_entries`` graphs (a 50k-point graph of k=50 is ~30 MB). ``computed`` counts
+    how many graphs were actually built (a ``min_dist`` change must not add one).
+    """
+
+    def __init__(self, max_entries: int = 4) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.computed = 0
+        self.hits = 0
+
+    def get(self, key: tuple, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0].shape[1] < k:
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry[0][:, :k].copy(), entry[1][:, :k].copy()
+
+    def put(self, key: tuple, indices: np.ndarray, dists: np.ndarray) -> None:
+        with self._lock:
+            self.computed += 1
+            old = self._entries.get(key)
+            if old is None or old[0].shape[1] <= indices.shape[1]:
+                self._entries[key] = (indices, dists)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+def compute_map(library: Library, result_set: ResultSet, params: MapParams, *,
+                previous: MapResult | None = None, state: TaskState | None = None,
+                cache: KnnCache | None = None) -> MapResult:
+    """Lay out ``result_set`` in 2-D; see the module docstring.
+
+    ``previous`` (a map of an overlapping result set) makes a warm start, or — same parameters, a few points
+    added — a ``transform`` of the new points only. ``state`` receives the PCA placeholder as a partial
+    result, epoch progress, and is polled for cancellation (:class:`MapCancelled`).
+    """
+    state = state or NullState()
+    params.validate()
+    if params.level != result_set.level:
+        raise ProjectionError(f"result set is at {result_set.level} level, parameters ask for {params.level}")
+    cache = cache if cache is not None else KnnCache(max_entries=1)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    n = len(result_set)
+    if n == 0:
+        return MapResult(result_set, params, np.zeros((0, 2), np.float32), "empty",
+                         ("the result set is empty: nothing to map",), timings, 0)
+    if (previous is not None and previous.result_set.key == result_set.key and previous.params == params
+            and previous.kind != "pca"):
+        return previous
+    state.set_status("reading vectors")
+    store = library.store("files" if result_set.level == "file" else "segments")
+    vectors = np.ascontiguousarray(store.get(result_set.ids), dtype=np.float32)
+    timings["vectors"] = time.perf_counter() - t0
+    _check(state)
+
+    placeholder = _pca_layout(vectors)
+    prev_rows, here_rows = _shared_rows(previous, result_set)
+    if len(here_rows) >= 3:
+        placeholder = _align_all(placeholder, here_rows, previous.coords[prev_rows])[0]
+    timings["pca"] = time.perf_counter() - t0
+    if n < MIN_UMAP_POINTS:
+        return MapResult(result_set, params, placeholder, "pca",
+                         (f"only {n} point{'s' if n != 1 else ''}: too few for UMAP, placed by PCA",),
+                         timings, 0)
+    state.set_partial_result(MapResult(result_set, params, placeholder, "pca", (), dict(timings), 0))
+
+    k = min(params.n_neighbors, n - 1)
+    notices: list[str] = []
+    if k < params.n_neighbors:
+        notices.append(f"n_neighbors lowered to {k}: the result set has only {n} points")
+
+    added = _transform_candidates(previous, result_set, params)
+    if added is not None:
+        state.set_status(f"placing {len(added)} added points")
+        coords = _place_added(previous, result_set, vectors, added, state)
+        timings["total"] = time.perf_counter() - t0
+        return MapResult(result_set, params, coords, "transform", tuple(notices), timings, k,
+                         previous.model, previous.fit_ids, previous.to_display)
+
+    state.set_status("finding neighbours")
+    digest = hashlib.blake2b(result_set.ids.tobytes() + vectors.tobytes(), digest_size=16).hexdigest()
+    key = (result_set.level, digest, params.metric)
+    knn = cache.get(key, k)
+    if knn is None:
+        knn = _knn_graph(store, result_set.ids, vectors, params.metric, k, params.seed, state)
+        cache.put(key, *knn)
+    timings["knn"] = time.perf_counter() - t0
+    _check(state)
+
+    warm = len(here_rows) >= max(3, MIN_UMAP_POINTS)
+    if warm:
+        init = _warm_init(placeholder, knn[0], here_rows, previous.coords[prev_rows])
+    else:
+        init = "spectral"
+    state.set_status("laying out (UMAP)")
+    model = _fit_umap(vectors, knn, params, k, init, warm, store, result_set.ids, state)
+    embedding = np.asarray(model.embedding_, np.float64)
+    timings["umap"] = time.perf_counter() - t0
+    if warm:
+        coords, to_display = _align_all(embedding, here_rows, previous.coords[prev_rows])
+    else:
+        to_display = (np.eye(2), 1.0, -embedding.mean(axis=0))
+        coords = embedding + to_display[2]
+    timings["total"] = time.perf_counter() - t0
+    return MapResult(result_set, params, coords.astype(np.float32), "warm" if warm else "umap",
+                     tuple(notices), timings, k, model, result_set.ids.copy(), to_display)
+
+
+def _check(state: TaskState) -> None:
+    if state.cancelled:
+        raise MapCancelled("map cancelled")
+
+
+# -- neighbours -------------------------------------------------------------------------------------------
+def _knn_graph(store, ids: np.ndarray, vectors: np.ndarray, metric: str, k: int, seed: int | None,
+               state: TaskState | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices ``[shape=(n, k), int32]`` (self first) and distances ``[float32]`` within the set."""
+    state = state or NullState()
+    n = len(ids)
+    if metric == "euclidean":
+        # In chunks: a 50k-point graph takes tens of seconds of exact search, which must stay cancellable.
+        parts = []
+        for i in range(0, n, KNN_CHUNK):
+            _check(state)
+            parts.append(store.search(vectors[i:i + KNN_CHUNK], min(n, k + 1), allow_ids=ids))
+            state.set_progress(min(n, i + KNN_CHUNK), n)
+        dists = np.concatenate([d for d, _ in parts])
+        found = np.concatenate([f for _, f in parts])
+        rows = np.searchsorted(ids, np.maximum(found, 0))
+        rows = np.where(found >= 0, np.minimum(rows, n - 1), -1)
+    elif metric in ("cosine", "correlation"):
+        unit = _unit(vectors, centre=metric == "correlation")
+        dists, rows = _exact_knn(unit, unit, min(n, k + 1))
+        dists = (dists * dists) / 2.0  # |a-b|^2 = 2 - 2 cos for unit vectors
+    elif n <= _SMALL_EXACT:
+        from sklearn.metrics import pairwise_distances
+
+        d = pairwise_distances(vectors, metric=metric)
+        rows = np.argsort(d, axis=1, kind="stable")[:, : min(n, k + 1)]
+        dists = np.take_along_axis(d, rows, axis=1)
+    else:
+        from pynndescent import NNDescent
+
+        index = NNDescent(vectors, metric=metric, n_neighbors=k + 1, random_state=seed, low_memory=True)
+        rows, dists = index.neighbor_graph
+    return _self_first(np.asarray(rows, np.int64), np.asarray(dists, np.float32), k)
+
+
+def _self_first(rows: np.ndarray, dists: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Put each point itself in column 0 (distance 0), drop other copies of it, keep ``k`` columns."""
+    n = len(rows)
+    me = np.arange(n)[:, None]
+    others = rows != me
+    # Stable sort that moves "not me" after "me" keeps the distance order of the others.
+    order = np.argsort(others, axis=1, kind="stable")
+    rows = np.take_along_axis(rows, order, axis=1)
+    dists = np.take_along_axis(dists, order, axis=1)
+    has_self = rows[:, 0] == np.arange(n)
+    if not has_self.all():  # self missing (ties with duplicates): shift right and insert it
+        miss = ~has_self
+        rows[miss, 1:] = rows[miss, :-1]
+        dists[miss, 1:] = dists[miss, :-1]
+        rows[miss, 0] = np.flatnonzero(miss)
+    dists[:, 0] = 0.0
+    rows, dists = rows[:, :k], dists[:, :k]
+    bad = rows < 0
+    if bad.any():  # fewer than k candidates: UMAP reads -1 as "no neighbour"
+        dists[bad] = np.inf
+    return np.ascontiguousarray(rows, np.int32), np.ascontiguousarray(dists, np.float32)
+
+
+def _unit(vectors: np.ndarray, *, centre: bool) -> np.ndarray:
+    v = vectors - vectors.mean(axis=1, keepdims=True) if centre else vectors
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return np.ascontiguousarray(v / np.maximum(norms, 1e-12), np.float32)
+
+
+def _exact_knn(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    d2, rows = faiss.knn(np.ascontiguousarray(queries, np.float32), np.ascontiguousarray(base, np.float32), k)
+    return np.sqrt(np.maximum(d2, 0.0)), rows
+
+
+class _SetIndex:
+    """What UMAP's ``transform`` asks of a search index (``query``), answered within the fitted set.
+
+    Euclidean: the vector store itself (restricted to the fitted ids), so transform agrees with search.
+    """
+
+    _angular_trees = False
+
+    def __init__(self, store, ids: np.ndarray, vectors: np.ndarray, metric: str) -> None:
+        self.store, self.ids, self.metric = store, ids, metric
+        self.vectors = vectors if metric not in ("cosine", "correlation") else _unit(
+            vectors, centre=metric == "correlation")
+
+    def query(self, queries: np.ndarray, k: int, epsilon: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(queries, np.float32)
+        k = min(k, len(self.ids))
+        if self.metric == "euclidean":
+            dists, found = self.store.search(queries, k, allow_ids=self.ids)
+            rows = np.searchsorted(self.ids, np.maximum(found, 0))
+            rows = np.where(found >= 0, np.minimum(rows, len(self.ids) - 1), -1)
+        elif self.metric in ("cosine", "correlation"):
+            dists, rows = _exact_knn(_unit(queries, centre=self.metric == "correlation"), self.vectors, k)
+            dists = dists * dists / 2.0
+        else:
+            from sklearn.metrics import pairwise_distances
+
+            d = pairwise_distances(queries, self.vectors, metric=self.metric)
+            rows = np.argsort(d, axis=1, kind="stable")[:, :k]
+            dists = np.take_along_axis(d, rows, axis=1)
+        return np.asarray(rows, np.int32), np.asarray(dists, np.float32)
+
+
+# -- layout -----------------------------------------------------------------------------------------------
+def _pca_layout(vectors: np.ndarray) -> np.ndarray:
+    """First two principal components, scaled to a spread like UMAP's (placeholder and tiny sets)."""
+    from threadpoolctl import threadpool_limits
+
+    n = len(vectors)
+    if n == 1:
+        return np.zeros((1, 2), np.float32)
+    centred = vectors.astype(np.float64) - vectors.mean(axis=0)
+    # One BLAS thread: these products are small, and a multi-threaded BLAS on a busy machine turns a
+    # millisecond into a tenth of a second (the placeholder must be instant).
+    with threadpool_limits(1, user_api="blas"):
+        cov = centred.T @ centred / max(1, n - 1)
+        _, vecs = np.linalg.eigh(cov)
+        coords = centred @ vecs[:, ::-1][:, :2]
+    # Fix the sign of each axis so the same data always gives the same picture.
+    coords *= np.where(np.sum(coords ** 3, axis=0) < 0, -1.0, 1.0)
+    spread = float(np.sqrt(np.mean(np.sum(coords ** 2, axis=1))))
+    if spread > 0:
+        coords *= 5.0 / spread
+    return coords.astype(np.float32)
+
+
+def _shared_rows(previous: MapResult | None, rs: ResultSet) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the previous map and of ``rs`` holding the same ids."""
+    if previous is None or previous.result_set.level != rs.level or len(previous) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    common, prev_rows, here_rows = np.intersect1d(previous.result_set.ids, rs.ids, assume_unique=True,
+                                                  return_indices=True)
+    return prev_rows.astype(np.int64), here_rows.astype(np.int64)
+
+
+def procrustes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """Rotation (or reflection) ``R``, scale ``s`` and shift ``t`` with ``s * source @ R + t ≈ target``."""
+    mu_s, mu_t = source.mean(axis=0), target.mean(axis=0)
+    a, b = source - mu_s, target - mu_t
+    u, sv, vt = np.linalg.svd(a.T @ b)
+    rot = u @ vt
+    norm = float(np.sum(a * a))
+    scale = float(sv.sum() / norm) if norm > 0 else 1.0
+    return rot, scale, mu_t - scale * mu_s @ rot
+
+
+def _align_all(coords: np.ndarray, rows: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, tuple]:
+    rot, scale, shift = procrustes(np.asarray(coords[rows], np.float64), np.asarray(target, np.float64))
+    return (scale * np.asarray(coords, np.float64) @ rot + shift).astype(np.float32), (rot, scale, shift)
+
+
+def _warm_init(placeholder: np.ndarray, knn_rows: np.ndarray, here_rows: np.ndarray,
+               previous_coords: np.ndarray) -> np.ndarray:
+    """Previous positions for known points; new points at the mean of their placed neighbours."""
+    n = len(placeholder)
+    init = np.array(placeholder, np.float64)
+    known = np.zeros(n, bool)
+    init[here_rows] = previous_coords
+    known[here_rows] = True
+    for _ in range(3):  # new points next to placed neighbours, then neighbours of those
+        todo = np.flatnonzero(~known)
+        if len(todo) == 0:
+            break
+        nb = knn_rows[todo, 1:]
+        ok = (nb >= 0) & known[np.maximum(nb, 0)]
+        counts = ok.sum(axis=1)
+        sums = np.einsum("ij,ijk->ik", ok.astype(np.float64), init[np.maximum(nb, 0)])
+        placed = counts > 0
+        init[todo[placed]] = sums[placed] / counts[placed, None]
+        known[todo[placed]] = True
+    return init.astype(np.float32)
+
+
+def _transform_candidates(previous: MapResult | None, rs: ResultSet, params: MapParams) -> np.ndarray | None:
+    """Ids added to the previous map's result set, when placing them by transform beats a refit."""
+    if previous is None or previous.model is None or previous.params != params:
+        return None
+    if previous.result_set.level != rs.level:
+        return None
+    if not np.isin(previous.result_set.ids, rs.ids).all():
+        return None  # points were removed: the user wants the smaller set laid out anew
+    added = np.setdiff1d(rs.ids, previous.result_set.ids, assume_unique=True)
+    if len(added) == 0 or len(added) > TRANSFORM_MAX_ADDED * len(previous.fit_ids):
+        return None
+    return added
+
+
+def _place_added(previous: MapResult, rs: ResultSet, vectors: np.ndarray, added: np.ndarray,
+                 state: TaskState) -> np.ndarray:
+    coords = np.zeros((len(rs), 2), np.float32)
+    prev_rows, here_rows = _shared_rows(previous, rs)
+    coords[here_rows] = previous.coords[prev_rows]
+    new_rows = rs.rows_of(added)
+    model = previous.model
+    _install_warning_filters()
+    with _progress(model, state):
+        placed = np.asarray(model.transform(vectors[new_rows]), np.float64)
+    rot, scale, shift = previous.to_display
+    coords[new_rows] = (scale * placed @ rot + shift).astype(np.float32)
+    return coords
+
+
+def _install_warning_filters() -> None:
+    global _filters_installed
+    if _filters_installed:
+        return
+    # Expected with our own kNN graph and search index; not news for a user.
+    warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
+    warnings.filterwarnings("ignore", message=r"n_jobs value .* overridden", category=UserWarning)
+    warnings.filterwarnings("ignore", message=r".*n_neighbors is larger than the dataset", category=UserWarning)
+    warnings.filterwarnings("ignore", message=r"Graph is not fully connected", category=UserWarning)
+    _filters_installed = True
+
+
+class _ProgressFile:
+    """UMAP drives a tqdm bar over its epochs; this is the bar's "file". Each redraw reports progress and
+    is where a superseded layout stops (an exception out of the epoch loop)."""
+
+    _numbers = re.compile(r"(\d+)/(\d+)")
+
+    def __init__(self, state: TaskState) -> None:
+        self.state = state
+
+    def write(self, text: str) -> int:
+        if self.state.cancelled:
+            raise MapCancelled("map cancelled")
+        found = self._numbers.findall(text)
+        if found:
+            done, total = found[-1]
+            self.state.set_progress(int(done), int(total))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+class _progress:  # noqa: N801 - used as a context manager
+    def __init__(self, model, state: TaskState) -> None:
+        self.model, self.state = model, state
+
+    def __enter__(self) -> None:
+        self.model.tqdm_kwds = {"disable": False, "file": _ProgressFile(self.state), "mininterval": 0.05,
+                                "bar_format": "{n}/{total}", "ascii": True}
+
+    def __exit__(self, *exc) -> None:
+        self.model.tqdm_kwds = {"disable": True}
+
+
+def _fit_umap(vectors: np.ndarray, knn: tuple[np.ndarray, np.ndarray], params: MapParams, k: int, init,
+              warm: bool, store, ids: np.ndarray, state: TaskState):
+    import umap
+
+    _install_warning_filters()
+    index = _SetIndex(store, ids, vectors, params.metric)
+    model = umap.UMAP(
+        n_neighbors=k, min_dist=params.min_dist, metric=params.metric, n_components=2,
+        random_state=params.seed, n_epochs=params.n_epochs or (WARM_EPOCHS if warm else None), init=init,
+        learning_rate=WARM_LEARNING_RATE if warm else 1.0,
+        precomputed_knn=(knn[0].copy(), knn[1].copy(), index), verbose=False, low_memory=True,
+        n_jobs=1 if params.seed is not None else -1,
+    )
+    with _progress(model, state):
+        model.fit(vectors)
+    _check(state)
+    return model
+
+
+# -- JIT warm-up ------------------------------------------------------------------------------------------
+_warm_lock = threading.Lock()
+_warm_seconds: float | None = None
+
+
+def warm_up(*, parallel: bool = False) -> float:
+    """Import UMAP and compile its numba kernels on a tiny problem; seconds spent (0 after the first call).
+
+    Safe to call from a background thread at start-up, and more than once. ``parallel`` also compiles the
+    multi-threaded layout used when ``seed`` is None (another ~7 s).
+    """
+    global _warm_seconds
+    with _warm_lock:
+        if _warm_seconds is not None:
+            return 0.0
+        t0 = time.perf_counter()
+        import umap
+
+        _install_warning_filters()
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(60, 8)).astype(np.float32)
+        dists, rows = _exact_knn(x, x, 6)
+        knn = _self_first(rows.astype(np.int64), dists.astype(np.float32), 6)
+
+        class _Index:
+            _angular_trees = False
+
+            def query(self, q, k, epsilon=0.1):
+                d, r = _exact_knn(q, x, k)
+                return r.astype(np.int32), d.astype(np.float32)
+
+        runs = [(0, "spectral"), (0, x[:, :2].copy())] + ([(None, x[:, :2].copy())] if parallel else [])
+        for seed, init in runs:
+            model = umap.UMAP(n_neighbors=6, n_epochs=12, random_state=seed, init=init, low_memory=True,
+                              precomputed_knn=(knn[0].copy(), knn[1].copy(), _Index()),
+                              n_jobs=1 if seed is not None else -1)
+            model.fit(x)
+        model.transform(x[:3] + 0.01)
+        _warm_seconds = time.perf_counter() - t0
+        return _warm_seconds
+
+
+def pairwise_purity(coords: np.ndarray, labels: Sequence, k: int = 5) -> float:
+    """Share of each point's ``k`` nearest map neighbours that carry its label (a map-quality measure)."""
+    labels = np.asarray(labels)
+    d = np.linalg.norm(coords[:, None, :] - coords[None, :, :], axis=2)
+    np.fill_diagonal(d, math.inf)
+    nearest = np.argsort(d, axis=1)[:, :k]
+    return float(np.mean(labels[nearest] == labels[:, None]))
