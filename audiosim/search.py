@@ -214,20 +214,18 @@ def _alignments(asset_id: int, votes: list, miss: np.ndarray, tolerance: float,
                 span: float) -> list[_Candidate]:
     """Group one asset's votes into alignments; score each over all query windows."""
     votes.sort()
-    found: list[_Candidate] = []
     times = np.array([v[0] for v in votes])
+    window = np.array([v[1] for v in votes])
+    dist = np.array([v[2] for v in votes])
+    segment = np.array([v[3] for v in votes])
+    found: list[_Candidate] = []
     for anchor in np.unique(times):
-        near = [v for v in votes if abs(v[0] - anchor) <= tolerance]
+        lo, hi = np.searchsorted(times, [anchor - tolerance, anchor + tolerance + 1e-9])
         best = miss.copy()
-        best_seg: dict[int, tuple[float, int]] = {}
-        for _t, w, d, sid in near:
-            if d < best[w]:
-                best[w] = d
-                best_seg[w] = (d, sid)
-        score = float(best.mean())
-        seg_id = min(best_seg.values())[1] if best_seg else None
-        starts = [t for t, *_ in near]
-        found.append(_Candidate(asset_id, float(np.median(starts)), score, seg_id))
+        np.minimum.at(best, window[lo:hi], dist[lo:hi])
+        nearest = lo + int(np.argmin(dist[lo:hi]))
+        found.append(_Candidate(asset_id, float(np.median(times[lo:hi])), float(best.mean()),
+                                int(segment[nearest])))
     found.sort(key=lambda c: c.distance)
     kept: list[_Candidate] = []
     for c in found:  # distinct alignments only
@@ -276,21 +274,22 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate])
 
 
 def _best_offset(query: np.ndarray, target: np.ndarray, guess: int, radius: int) -> int:
-    """The frame offset of ``query`` in ``target`` near ``guess`` with the least mean squared difference."""
+    """The frame offset of ``query`` in ``target`` near ``guess`` with the least mean squared difference
+    (offsets where less than half of the query overlaps the target are not considered)."""
     nq, nt = len(query), len(target)
-    lo = max(-(nq // 2), guess - radius)
-    hi = min(nt - max(1, nq // 2), guess + radius)
-    best, best_cost = max(0, min(guess, nt - 1)), math.inf
-    for offset in range(lo, hi + 1):
-        q0 = max(0, -offset)
-        q1 = min(nq, nt - offset)
-        if q1 - q0 < max(1, nq // 2):
-            continue
-        diff = query[q0:q1] - target[offset + q0: offset + q1]
-        cost = float(np.mean(diff * diff))
-        if cost < best_cost:
-            best, best_cost = offset, cost
-    return best
+    pad = nq // 2
+    lo = max(-pad, guess - radius)
+    hi = min(nt - max(1, pad), guess + radius)
+    if hi < lo or nt == 0:
+        return max(0, min(guess, nt - 1))
+    # Pad with NaN so that every candidate offset is one sliding window; NaN marks "no overlap".
+    padded = np.full((nt + 2 * nq, target.shape[1]), np.nan, np.float32)
+    padded[nq:nq + nt] = target
+    span = padded[lo + nq: hi + nq + nq]
+    windows = np.lib.stride_tricks.sliding_window_view(span, nq, axis=0)  # (n_off, d, nq)
+    diff = windows.transpose(0, 2, 1) - query
+    costs = np.nanmean(np.square(diff).reshape(len(diff), -1), axis=1)
+    return lo + int(np.nanargmin(costs))
 
 
 # -- several seeds ----------------------------------------------------------------------------------------
