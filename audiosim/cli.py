@@ -67,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # print file names that are not UTF-8 as their raw bytes
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command is None:
@@ -101,8 +104,12 @@ def _open(args, *, writable: bool = False):
 
 def _emit(args, document, human) -> None:
     if args.json:
-        json.dump(document, sys.stdout, ensure_ascii=False)
-        sys.stdout.write("\n")
+        text = json.dumps(document, ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a file name that is not UTF-8: JSON's \u escapes keep it exact
+            text = json.dumps(document, ensure_ascii=True)
+        sys.stdout.write(text + "\n")
     else:
         human(document)
     sys.stdout.flush()

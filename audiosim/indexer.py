@@ -147,12 +147,15 @@ def _under(path: str, roots: list[str]) -> bool:
 
 
 def _known_assets(library: Library, roots: list[str]) -> dict[str, Asset]:
-    with library.Session() as s:
-        clauses = [Asset.path == r for r in roots] + [Asset.path.startswith(r.rstrip(os.sep) + os.sep,
-                                                                             autoescape=True) for r in roots]
-        from sqlalchemy import or_
+    from sqlalchemy import or_
 
-        return {a.path: a for a in s.scalars(select(Asset).where(or_(*clauses)))}
+    from audiosim.library.models import FsPath
+
+    clauses = [Asset.path == r for r in roots]
+    clauses += [Asset.path.startswith(r.rstrip(os.sep) + os.sep, autoescape=True) for r in roots]
+    clauses.append(Asset.path.startswith(FsPath.PREFIX))  # names that are not UTF-8: matched below
+    with library.Session() as s:
+        return {a.path: a for a in s.scalars(select(Asset).where(or_(*clauses))) if _under(a.path, roots)}
 
 
 def _init_worker() -> None:

@@ -39,7 +39,8 @@ def run_cli(*args: str | os.PathLike, library: Path | None = None, timeout: floa
         argv += ["--library", str(library)]
     argv += [str(a) for a in args]
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=ROOT)
+    proc = subprocess.run(argv, capture_output=True, text=True, errors="surrogateescape", timeout=timeout,
+                          env=full_env, cwd=ROOT)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 

@@ -45,7 +45,7 @@ def test_bad_files_fail_clearly_and_the_run_goes_on(tmp_path):
 
 def _tone(path: Path, freq: float, seconds: float = 1.0, sr: int = 44100) -> Path:
     t = np.arange(int(seconds * sr)) / sr
-    sf.write(path, 0.3 * np.sin(2 * np.pi * freq * t) * np.exp(-2 * t), sr)
+    sf.write(os.fsencode(path), 0.3 * np.sin(2 * np.pi * freq * t) * np.exp(-2 * t), sr)
     return path
 
 
@@ -202,4 +202,31 @@ def test_readers_keep_working_while_a_writer_indexes(tmp_path):
         writer.wait(timeout=300)
     assert reads >= 1
     assert writer.returncode == 0
+    assert run_cli("--json", "verify", library=lib).code == 0
+
+
+def test_names_that_are_not_utf8_or_very_long(tmp_path):
+    import json
+
+    folder = tmp_path / "names"
+    folder.mkdir()
+    raw = os.fsencode(folder) + b"/kick \xff\xfe latin1 \xe9.wav"
+    weird = os.fsdecode(raw)
+    _tone(Path(weird), 180)
+    long_name = folder / ("x" * 240 + ".wav")
+    _tone(long_name, 260)
+    lib = tmp_path / "lib"
+    first = run_cli("--json", "index", folder, library=lib)
+    assert first.code == 0, first
+    assert first.json["indexed"] == 2
+    assets = run_cli("--json", "assets", library=lib)
+    paths = {a["path"] for a in json.loads(assets.stdout)}
+    assert paths == {weird, str(long_name)}  # exact, through JSON's \u escapes
+    assert run_cli("--json", "index", folder, library=lib).json["skipped"] == 2
+    top = run_cli("--json", "query", weird, "-k", "1", library=lib).json["results"][0]
+    assert top["path"] == weird and top["distance"] < 1e-4
+    human = run_cli("assets", library=lib)
+    assert human.code == 0 and "latin1" in human.stdout
+    os.remove(raw)
+    assert run_cli("--json", "index", folder, library=lib).json["removed"] == 1
     assert run_cli("--json", "verify", library=lib).code == 0

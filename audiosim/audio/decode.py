@@ -534,7 +534,7 @@ def open_audio(path: str | os.PathLike) -> AudioStream:
     path = os.fsdecode(os.fspath(path))
     st = _stat_for_open(path)
     try:
-        file = sf.SoundFile(path)
+        file = sf.SoundFile(os.fsencode(path))  # bytes: names that are not UTF-8 open too
     except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as exc:
         return _open_with_ffmpeg(path, st, exc)
     if file.frames == 0:

@@ -7,14 +7,50 @@ database the commit point: the vector store is rebuilt or reconciled from it aft
 
 from __future__ import annotations
 
+import base64
+import os
+
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 # BigInteger on other databases, INTEGER PRIMARY KEY (a 64-bit rowid) on SQLite.
 Id64 = BigInteger().with_variant(Integer(), "sqlite")
 
 STATUS_INDEXED = "indexed"
 STATUS_FAILED = "failed"
+
+
+class FsPath(TypeDecorator):
+    """An absolute filesystem path, stored losslessly even when its name is not valid UTF-8.
+
+    Python represents undecodable bytes of a file name as lone surrogates, which a database's text
+    type refuses. Such a path is stored as ``bytes:`` + base64 of its raw bytes: unambiguous, because a
+    stored path is absolute and so always starts with ``/`` (or a drive letter).
+    """
+
+    impl = Text
+    cache_ok = True
+    PREFIX = "bytes:"
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return self.PREFIX + base64.b64encode(os.fsencode(value)).decode("ascii")
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.startswith(self.PREFIX):
+            return os.fsdecode(base64.b64decode(value[len(self.PREFIX):]))
+        return value
+
+
+def display_name(name: str) -> str:
+    """A file name fit to show and to store as text (undecodable bytes become U+FFFD)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class Base(DeclarativeBase):
@@ -35,9 +71,9 @@ class Asset(Base):
     __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)  # absolute, as found on disk
-    name: Mapped[str] = mapped_column(Text, index=True)
-    folder: Mapped[str] = mapped_column(Text, index=True)
+    path: Mapped[str] = mapped_column(FsPath, unique=True)  # absolute, as found on disk
+    name: Mapped[str] = mapped_column(Text, index=True)  # for display and filters: see display_name
+    folder: Mapped[str] = mapped_column(FsPath, index=True)
     size: Mapped[int | None] = mapped_column(BigInteger)
     mtime: Mapped[float | None] = mapped_column(Float)
     fingerprint: Mapped[str | None] = mapped_column(String(64))

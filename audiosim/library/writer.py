@@ -26,7 +26,7 @@ from audiosim.config import analysis_key
 from audiosim.errors import LibraryError
 from audiosim.library.db import Library, db_reason
 from audiosim.library.frames import frames_path, save_frames, unreferenced_frame_files
-from audiosim.library.models import STATUS_FAILED, STATUS_INDEXED, Asset, Segment
+from audiosim.library.models import STATUS_FAILED, STATUS_INDEXED, Asset, Segment, display_name
 
 
 @dataclasses.dataclass
@@ -87,7 +87,7 @@ class LibraryWriter:
             new_paths = [p for p in paths if p not in known]
             if new_paths:
                 ids = s.scalars(insert(Asset).returning(Asset.id, sort_by_parameter_order=True),
-                                [{"path": p, "name": os.path.basename(p), "folder": os.path.dirname(p),
+                                [{"path": p, "name": display_name(os.path.basename(p)), "folder": os.path.dirname(p),
                                   "status": STATUS_FAILED, "n_segments": 0} for p in new_paths]).all()
                 known.update({p: (asset_id, None) for p, asset_id in zip(new_paths, ids)})
             updates, segment_rows, segment_vectors = [], [], []
