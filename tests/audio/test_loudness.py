@@ -143,3 +143,16 @@ def test_streamed_file_matches_pyloudnorm(tmp_path: Path) -> None:
     stored = sf.read(path, dtype="float32")[0]
     assert meter.integrated() == pytest.approx(pyloudnorm.Meter(48000).integrated_loudness(stored), abs=0.01)
     assert meter.peak == np.abs(stored).max()
+
+
+def test_long_file_filter_gives_the_same_loudness() -> None:
+    rng = np.random.default_rng(3)
+    x = signal("noise", 3.0, 44100, 2, rng)
+    short = LoudnessMeter(44100, 2)
+    long = LoudnessMeter(44100, 2, expected_frames=10**9)
+    for start in range(0, len(x), 30000):
+        short.process(x[start:start + 30000])
+        long.process(x[start:start + 30000])
+    assert type(short._filter) is not type(long._filter)
+    assert long.integrated() == pytest.approx(short.integrated(), abs=1e-4)
+    assert long.integrated() == pytest.approx(pyloudnorm.Meter(44100).integrated_loudness(x), abs=0.01)
