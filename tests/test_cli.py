@@ -183,3 +183,16 @@ def test_query_clip_not_in_library(corpus_library, labelled_corpus, tmp_path):
     result = run_cli("--json", "query", copy, "-k", "3", library=corpus_library)
     assert result.code == 0, result
     assert result.json["results"][0]["path"] == str(source)
+
+
+def test_metadata_db_can_live_at_another_sqlalchemy_url(tmp_path, labelled_corpus):
+    one = next(iter(labelled_corpus))
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    env = {"AUDIOSIM_DB_URL": url}
+    result = run_cli("--json", "index", one, library=tmp_path / "lib", env=env)
+    assert result.code == 0, result
+    assert (tmp_path / "elsewhere.db").exists() and not (tmp_path / "lib" / "library.db").exists()
+    stats = run_cli("--json", "stats", library=tmp_path / "lib", env=env)
+    assert stats.code == 0 and stats.json["assets"] == 1
+    top = run_cli("--json", "query", one, "-k", "1", library=tmp_path / "lib", env=env).json["results"][0]
+    assert top["path"] == str(one)

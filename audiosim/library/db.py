@@ -83,12 +83,13 @@ class Library:
         if writable:
             self._create_folder()
             self._acquire_lock()
-        self.db_url = db_url or os.environ.get("AUDIOSIM_DB_URL") or f"sqlite:///{self.folder / DB_FILE}"
+        custom_url = db_url or os.environ.get("AUDIOSIM_DB_URL")
+        self.db_url = custom_url or f"sqlite:///{self.folder / DB_FILE}"
         is_sqlite = self.db_url.startswith("sqlite")
-        if is_sqlite and not writable and not (self.folder / DB_FILE).exists():
+        if not custom_url and not writable and not (self.folder / DB_FILE).exists():
             raise LibraryError(f"no library at {self.folder}: index a folder first (`audiosim index PATH`)")
         try:
-            if is_sqlite and not writable and db_url is None and "AUDIOSIM_DB_URL" not in os.environ:
+            if not custom_url and not writable:
                 self.engine: Engine = _read_only_engine(self.folder / DB_FILE)
             else:
                 self.engine = create_engine(self.db_url)
