@@ -665,9 +665,35 @@ def _install_warning_filters() -> None:
     _filters_installed = True
 
 
+class _NoLock:
+    """tqdm's write lock, made harmless: tqdm takes it around each redraw but releases it without
+    ``finally``, so the exception that stops a superseded layout would leave it held for ever and the next
+    map (or any tqdm bar in the process) would deadlock. Our bars write to no terminal; nothing to guard."""
+
+    def acquire(self, *args, **kwargs) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def _use_lockless_tqdm() -> None:
+    import tqdm
+    import tqdm.auto
+
+    for cls in {tqdm.tqdm, tqdm.auto.tqdm}:
+        cls.set_lock(_NoLock())
+
+
 class _ProgressFile:
     """UMAP drives a tqdm bar over its epochs; this is the bar's "file". Each redraw reports progress and
-    is where a superseded layout stops (an exception out of the epoch loop)."""
+    is where a superseded layout stops (an exception out of the epoch loop; see :class:`_NoLock`)."""
 
     _numbers = re.compile(r"(\d+)/(\d+)")
 
@@ -692,6 +718,7 @@ class _progress:  # noqa: N801 - used as a context manager
         self.model, self.state = model, state
 
     def __enter__(self) -> None:
+        _use_lockless_tqdm()
         self.model.tqdm_kwds = {"disable": False, "file": _ProgressFile(self.state), "mininterval": 0.05,
                                 "bar_format": "{n}/{total}", "ascii": True}
 

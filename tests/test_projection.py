@@ -191,16 +191,22 @@ def test_three_sound_families_separate(corpus_library, labelled_corpus):
 
     families = ("kick", "bell", "noise")
     expression = " or ".join(f"folder ~ {f}" for f in families)
-    code, doc, err = run_map(corpus_library, "--filter", expression, "--n-neighbors", "6")
-    assert code == 0, err
     with Library(corpus_library) as lib:
         paths = {a.id: a.path for a in lib.assets(expression)}
-    labels = np.array([labelled_corpus[Path(paths[p["asset_id"]])] for p in doc["points"]])
-    coords = np.array([[p["x"], p["y"]] for p in doc["points"]])
-    assert sorted(set(labels)) == sorted(families) and len(labels) == 3 * 6
+    purities, silhouettes = [], []
+    # 18 points is a small map: one layout can land a borderline point either way (and BLAS thread
+    # counts change the last bits), so the median of three seeds is judged.
+    for seed in ("1", "2", "3"):
+        code, doc, err = run_map(corpus_library, "--filter", expression, "--n-neighbors", "6", "--seed", seed)
+        assert code == 0, err
+        labels = np.array([labelled_corpus[Path(paths[p["asset_id"]])] for p in doc["points"]])
+        coords = np.array([[p["x"], p["y"]] for p in doc["points"]])
+        assert sorted(set(labels)) == sorted(families) and len(labels) == 3 * 6
+        purities.append(P.pairwise_purity(coords, labels, k=3))
+        silhouettes.append(silhouette_score(coords, labels))
     # Chance would be ~1/3 and ~0; one kick sits closer to the noises in the embedding itself.
-    assert P.pairwise_purity(coords, labels, k=3) >= 0.85
-    assert silhouette_score(coords, labels) > 0.4
+    assert np.median(purities) >= 0.85, purities
+    assert np.median(silhouettes) > 0.4, silhouettes
 
 
 def test_filter_and_similarity_intersect(corpus_library, labelled_corpus):
@@ -270,6 +276,40 @@ def test_cancelled_map_stops(blobs_library):
     rs = P.build_result_set(blobs_library, level="segment")
     with pytest.raises(P.MapCancelled):
         P.compute_map(blobs_library, rs, P.MapParams(level="segment"), state=CancelOnProgress())
+
+
+def test_a_layout_cancelled_mid_epochs_in_a_worker_does_not_block_the_next_map(blobs_library):
+    """UMAP reports epochs through tqdm; stopping a superseded layout from there must not leave tqdm's
+    lock held by the (finished) worker thread, or every later map in the process hangs."""
+    import threading
+
+    epochs = 300
+
+    class CancelDuringEpochs(NullState):
+        def set_progress(self, done, total):
+            if total == epochs and done >= 1:
+                self.cancel()
+
+    rs = P.build_result_set(blobs_library, level="segment")
+    failures = []
+
+    def superseded():
+        try:
+            P.compute_map(blobs_library, rs, P.MapParams(level="segment", n_epochs=epochs),
+                          state=CancelDuringEpochs())
+        except P.MapCancelled as exc:
+            failures.append(exc)
+
+    worker = threading.Thread(target=superseded)
+    worker.start()
+    worker.join()
+    assert failures, "the layout was not cancelled"
+    done = []
+    follower = threading.Thread(target=lambda: done.append(
+        P.compute_map(blobs_library, rs, P.MapParams(level="segment", n_epochs=FAST))), daemon=True)
+    follower.start()
+    follower.join(timeout=120)
+    assert done, "the map after a cancelled one never finished (deadlock)"
 
 
 def test_whole_library_is_sampled_above_the_cap(blobs_library):

@@ -7,13 +7,14 @@ reports to the window exactly as it reports to the CLI's progress bar.
 
 from __future__ import annotations
 
-import threading
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Qt, Signal
+
+from audiosim.tasks import NullState
 
 QUEUED = Qt.ConnectionType.QueuedConnection
 
@@ -28,12 +29,12 @@ class TaskSignals(QObject):
     failed = Signal(object)  # the exception
 
 
-class QtTaskState:
+class QtTaskState(NullState):
     """A :class:`~audiosim.tasks.TaskState` that emits (throttled) signals; cancellable from any thread."""
 
     def __init__(self, signals: TaskSignals) -> None:
+        super().__init__()
         self.signals = signals
-        self._cancel = threading.Event()
         self._last = 0.0
         self._pending_status: str | None = None
 
@@ -51,13 +52,6 @@ class QtTaskState:
 
     def set_partial_result(self, result: Any) -> None:
         self.signals.partial.emit(result)
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
 
 
 class Task(QRunnable):
