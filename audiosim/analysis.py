@@ -155,7 +155,12 @@ def analyze_file(path: str | os.PathLike, params: AnalysisParams) -> Analysis:
 
 
 def analyze_signal(mono: np.ndarray, params: AnalysisParams) -> tuple[np.ndarray, np.ndarray]:
-    """MFCC frames (float16) and RMS (float16) of a mono clip already at the analysis rate."""
+    """MFCC frames (float16) and RMS (float16) of a mono clip already at the analysis rate.
+
+    Non-finite or absurd samples (a broken input device, a float file with NaNs) are zeroed / clipped so
+    that they cannot turn a query's features into NaN.
+    """
+    mono = np.clip(np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0), -1e3, 1e3)
     stream = MfccStream(params)
     frames = FrameBatch.concat([stream.process(mono), stream.flush()], params.n_mfcc)
     return frames.mfcc.astype(np.float16), frames.rms_db.astype(np.float16)
