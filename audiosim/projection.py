@@ -1,8 +1,8 @@
 """Maps of a result set: its vectors → UMAP → ``[x, y]`` per asset or segment. Never written anywhere.
 
-A *result set* (:class:`ResultSet`, in :mod:`audiosim.result_sets`) is what the user asked to see: the assets matching a filter, the hits
-of a query, a lasso selection, or the whole library (sampled above `DEFAULT_MAX_POINTS`), at the level of
-files (one vector per asset) or segments. :func:`compute_map` lays it out:
+A *result set* (:class:`ResultSet`, in :mod:`audiosim.result_sets`) is what the user asked to see: the
+assets matching a filter, the hits of a query, a lasso selection, or the whole library (sampled above
+`DEFAULT_MAX_POINTS`), at the level of files (one vector per asset) or segments. :func:`compute_map` lays it out:
 
 1. the vectors come from the vector store (``store.get``), never recomputed;
 2. a PCA layout is reported at once as a partial result (the first picture, in milliseconds);
