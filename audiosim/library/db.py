@@ -214,6 +214,14 @@ class Library:
             if not path.name.endswith(".damaged"):
                 os.replace(path, path.with_name(path.name + ".damaged"))
 
+    def vector_ids(self) -> dict[str, np.ndarray]:
+        """Ids each vector store should hold according to the DB: ``{"segments": ..., "files": ...}``."""
+        with self.Session() as s:
+            segments = np.fromiter(s.scalars(select(Segment.id)), np.int64)
+            files = np.fromiter(s.scalars(select(Asset.id).where(Asset.status == STATUS_INDEXED,
+                                                                   Asset.embedding.is_not(None))), np.int64)
+        return {"segments": segments, "files": files}
+
     def save_stores(self) -> None:
         for store in self._stores.values():
             store.save()

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from audiosim.config import AnalysisParams
+from audiosim.features.mfcc import frame_times
 
 
 def frames_dtype(n_mfcc: int) -> np.dtype:
@@ -27,7 +28,7 @@ def frames_path(library_folder: Path, asset_id: int, token: str) -> Path:
 def save_frames(path: Path, mfcc: np.ndarray, rms_db: np.ndarray, params: AnalysisParams) -> None:
     """Write frames [shape=(n, n_mfcc)] float16 and their RMS [shape=(n,)] with centre times."""
     records = np.empty(len(mfcc), frames_dtype(mfcc.shape[1]))
-    records["time"] = np.arange(len(mfcc), dtype=np.float64) * params.frame_seconds
+    records["time"] = frame_times(len(mfcc), params)
     records["rms_db"] = rms_db
     records["mfcc"] = mfcc
     buffer = io.BytesIO()

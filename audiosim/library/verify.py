@@ -19,7 +19,7 @@ from audiosim.analysis import fingerprint_file
 from audiosim.errors import StoreError
 from audiosim.library.db import Library
 from audiosim.library.frames import unreferenced_frame_files
-from audiosim.library.models import STATUS_INDEXED, Asset, Segment
+from audiosim.library.models import STATUS_INDEXED, Asset
 
 
 def _problem(kind: str, message: str, items: list) -> dict:
@@ -31,12 +31,9 @@ def find_problems(library: Library) -> tuple[list[dict], dict[str, list]]:
     problems: list[dict] = []
     raw: dict[str, list] = {}
     with library.Session() as s:
-        seg_ids = np.fromiter(s.scalars(select(Segment.id)), np.int64)
-        file_ids = np.fromiter(s.scalars(select(Asset.id).where(Asset.status == STATUS_INDEXED,
-                                                                  Asset.embedding.is_not(None))), np.int64)
         indexed = list(s.scalars(select(Asset).where(Asset.status == STATUS_INDEXED)))
-        referenced = {a.frames_file for a in indexed if a.frames_file}
-    for name, db_ids in (("segments", seg_ids), ("files", file_ids)):
+    referenced = {a.frames_file for a in indexed if a.frames_file}
+    for name, db_ids in library.vector_ids().items():
         try:
             store_ids = library.store(name).ids()
         except StoreError as exc:

@@ -157,12 +157,10 @@ class LibraryWriter:
         """Make both stores hold exactly the vectors the DB says they should; returns what changed."""
         lib = self.library
         changes = {}
-        with lib.Session() as s:
-            seg_ids = np.fromiter(s.scalars(select(Segment.id)), np.int64)
-            file_ids = np.fromiter(s.scalars(select(Asset.id).where(Asset.status == STATUS_INDEXED,
-                                                                      Asset.embedding.is_not(None))), np.int64)
-        for name, db_ids, column, owner in (("segments", seg_ids, Segment.embedding, Segment.id),
-                                            ("files", file_ids, Asset.embedding, Asset.id)):
+        expected = lib.vector_ids()
+        for name, column, owner in (("segments", Segment.embedding, Segment.id),
+                                    ("files", Asset.embedding, Asset.id)):
+            db_ids = expected[name]
             store = lib.store(name)
             store_ids = store.ids()
             orphans = np.setdiff1d(store_ids, db_ids, assume_unique=True)
