@@ -10,9 +10,15 @@ assets matching a filter, the hits of a query, a lasso selection, or the whole l
    query agree about who is whose neighbour (other metrics: exact search on the fetched vectors, or
    pynndescent for large sets). It is cached (:class:`KnnCache`) per result set + metric, so changing
    ``min_dist`` re-runs only the layout;
-4. UMAP starts from the previous layout when there is one (warm start) and the result is rotated onto it
-   (Procrustes), so points move instead of jumping. Points *added* to a mapped result set are placed by
-   the fitted model's ``transform`` instead of a refit.
+4. UMAP starts from the previous layout when there is one (warm start, :mod:`audiosim.warm_layout`: the
+   previous coordinates unscaled, fewer epochs, a gentler first step; points whose neighbourhood survived
+   a change of the result set are held still), and the result is rotated onto it (Procrustes), so points
+   move instead of jumping. Points *added* to a mapped result set are placed by the fitted model's
+   ``transform`` instead of a refit.
+
+A seeded map is the same bit for bit whatever the thread count (serial layout, BLAS on one thread); on
+another CPU or BLAS build the last bits of the spectral start may differ, and UMAP's epochs amplify
+them: the same picture (same groups, same neighbours), not the same digits.
 
 Coordinates live in memory only; nothing here writes to the library.
 UMAP, numba and pynndescent are imported lazily (seconds of import + JIT): :func:`warm_up` pays that in a
