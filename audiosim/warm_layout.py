@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
-WARM_EPOCHS = 100
+WARM_EPOCHS = 50
 """Epochs of a warm start (at most; fewer if the user fixed fewer). UMAP's cold default is 500 below 10k
 points: a layout that is nearly there needs a fraction of that (bench/map_steadiness.py)."""
-WARM_LEARNING_RATE = 0.1
+WARM_LEARNING_RATE = 0.05
 """First step of a warm start (UMAP's cold default is 1.0): large steps would shake a good layout apart."""
 ANCHOR_OVERLAP = 0.8
 """A point is anchored when at least this share of its previous neighbours are still its neighbours (a

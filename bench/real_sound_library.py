@@ -75,8 +75,9 @@ def build(root: Path) -> Path:
             target.symlink_to(sample)
     render_notes(sounds / "fluidsynth")
     library = root / "library"
+    # The CLI's report goes to stderr: a caller printing JSON on stdout must not get it mixed in.
     subprocess.run([sys.executable, "-m", "audiosim", "--library", str(library), "index", str(sounds)],
-                   check=True)
+                   check=True, stdout=sys.stderr)
     return library
 
 
