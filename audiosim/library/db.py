@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from audiosim.config import AnalysisParams, default_library_dir
 from audiosim.crashpoints import crash_point
-from audiosim.errors import LibraryError, LibraryLockedError
+from audiosim.errors import LibraryError, LibraryIncompleteError, LibraryLockedError
 from audiosim.library.models import STATUS_FAILED, STATUS_INDEXED, Asset, Meta, Segment
 from audiosim.library.schema import MIGRATIONS, SCHEMA_VERSION, prepare_schema, write_meta  # noqa: F401
 
@@ -104,7 +104,8 @@ class Library:
         self.db_url = custom_url or f"sqlite:///{self.folder / DB_FILE}"
         is_sqlite = self.db_url.startswith("sqlite")
         if not custom_url and not writable and not (self.folder / DB_FILE).exists():
-            raise LibraryError(f"no library at {self.folder}: index a folder first (`audiosim index PATH`)")
+            raise LibraryIncompleteError(f"no library at {self.folder}: index a folder first "
+                                         "(`audiosim index PATH`)")
         try:
             if not custom_url and not writable:
                 self.engine: Engine = _read_only_engine(self.folder / DB_FILE)
