@@ -11,7 +11,7 @@ creating transaction), ``schema-meta-written`` (same transaction, before its com
 ``migration-backup-written``, ``migration-columns-added`` (inside the migrating transaction),
 ``meta-updated`` (inside :meth:`audiosim.library.db.Library.transaction` before its commit),
 ``index-scan-begun``, ``index-batch-committed`` (DB committed, vector stores not yet saved),
-``index-stores-saved``.
+``index-stores-saved``; in ``verify --repair``: ``repair-vectors-reconciled``.
 """
 
 from __future__ import annotations

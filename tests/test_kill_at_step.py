@@ -95,3 +95,25 @@ def test_a_kill_after_the_last_commit_keeps_every_commit(tmp_path, sounds):
     finally:
         (sounds / "extra.wav").unlink(missing_ok=True)
         (tmp_path / "tone0.wav").rename(sounds / "tone0.wav")
+
+
+def test_a_kill_during_verify_repair_keeps_the_repairs_done_and_the_next_repair_finishes(tmp_path, sounds):
+    import shutil
+
+    folder = tmp_path / "sounds"
+    shutil.copytree(sounds, folder)
+    lib = tmp_path / "lib"
+    assert run_cli("--json", "index", folder, library=lib).code == 0
+    for store_file in (lib / "vectors").glob("segments.*"):  # the store is lost...
+        store_file.unlink()
+    (folder / "tone0.wav").unlink()  # ...and a file vanished
+    before = {p["kind"] for p in run_cli("--json", "verify", library=lib).json["problems"]}
+    assert before == {"missing_vectors", "vanished_files"}
+    killed = run_cli("--json", "verify", "--repair", library=lib, env={KILL_AT_ENV: "repair-vectors-reconciled"})
+    assert killed.code == -signal.SIGKILL, killed
+    after = run_cli("--json", "verify", library=lib)
+    assert "Traceback" not in after.stderr
+    assert {p["kind"] for p in after.json["problems"]} == {"vanished_files"}  # the store repair was kept
+    repaired = run_cli("--json", "verify", "--repair", library=lib)
+    assert repaired.code == 0 and repaired.json["ok"], repaired
+    assert run_cli("--json", "verify", library=lib).json == {"ok": True, "problems": []}
