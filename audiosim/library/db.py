@@ -117,7 +117,7 @@ class Library:
             crash_point("database-opened")
             self.params = prepare_schema(self, params)
             if writable:
-                self._rebuild_outdated_stores()
+                self.rebuild_outdated_stores()
         except SQLAlchemyError as exc:
             self.close()
             raise LibraryError(f"cannot open the library database {self.db_url}: {db_reason(exc)}") from exc
@@ -183,6 +183,7 @@ class Library:
                 library.update_meta({"analysis_params": new.to_json()}, conn=conn)
                 library.mark_stores_outdated(conn)          # vectors changed under the same ids
             library.params = new
+            library.rebuild_outdated_stores()               # or let the next writer that opens it do it
 
         A kill before the commit leaves the old parameters with the old rows; after it, the new with the
         new. Frame files written for it go under fresh names first (an unfinished upgrade leaves only
@@ -198,7 +199,8 @@ class Library:
         """Inside :meth:`transaction`: the vectors in the stores no longer match the DB's embeddings."""
         write_meta(conn, {STORES_OUTDATED: "1"})
 
-    def _rebuild_outdated_stores(self) -> None:
+    def rebuild_outdated_stores(self) -> None:
+        """Writable: if :meth:`mark_stores_outdated` was committed, rebuild both stores from the DB now."""
         if self.get_meta(STORES_OUTDATED) != "1":
             return
         from audiosim.library.writer import LibraryWriter
