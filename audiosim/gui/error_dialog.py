@@ -40,7 +40,7 @@ class UnexpectedErrorReporter(QObject):
             self._previous = None
 
     def _excepthook(self, exc_type, exc, tb) -> None:
-        if issubclass(exc_type, (KeyboardInterrupt, SystemExit)):  # Ctrl-C in a terminal still quits
+        if issubclass(exc_type, (KeyboardInterrupt, SystemExit)):  # not bugs: handled as Python would
             (self._previous[0] if self._previous else sys.__excepthook__)(exc_type, exc, tb)
             return
         self._report(exc, tb)
