@@ -153,6 +153,8 @@ def _backup(library: Library, version: int) -> Path | None:
     db_file = library.folder / "library.db"
     if not library.db_url.startswith("sqlite") or not db_file.exists():
         return None
+    for stale in db_file.parent.glob(f"{db_file.name}.backup-v*.tmp-*"):  # left by a kill mid-copy
+        stale.unlink(missing_ok=True)
     backup = db_file.with_name(f"{db_file.name}.backup-v{version}")
     partial = backup.with_name(f"{backup.name}.tmp-{os.getpid()}")
     source, target = sqlite3.connect(db_file), sqlite3.connect(partial)
