@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import create_engine, event, func, select
@@ -25,11 +26,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from audiosim.config import AnalysisParams, default_library_dir
+from audiosim.config import AnalysisParams, analysis_key, default_library_dir
 from audiosim.crashpoints import crash_point
 from audiosim.errors import LibraryError, LibraryIncompleteError, LibraryLockedError
 from audiosim.library.models import STATUS_FAILED, STATUS_INDEXED, Asset, Meta, Segment
 from audiosim.library.schema import MIGRATIONS, SCHEMA_VERSION, prepare_schema, write_meta  # noqa: F401
+
+if TYPE_CHECKING:
+    from audiosim.features.mfcc import Frames
 
 DB_FILE = "library.db"
 LOCK_FILE = "library.lock"
@@ -215,20 +219,47 @@ class Library:
     # -- vector stores --------------------------------------------------------------------------------
     @property
     def dim(self) -> int:
-        from audiosim.features.segments import embedding_dim
+        from audiosim.features.embedding import embedding_dim
 
         return embedding_dim(self.params)
 
     def store(self, name: str):
         """The vector store ``"segments"`` (ids = segment ids) or ``"files"`` (ids = asset ids)."""
         if name not in self._stores:
-            from audiosim.stores import open_store
+            from audiosim.errors import StoreDimensionError
 
-            backend = self.get_meta("store_backend") or "faiss"
-            options = json.loads(self.get_meta("store_options") or "{}")
-            self._stores[name] = open_store(backend, path=self.folder / "vectors", name=name,
-                                            dim=self.dim, **options)
+            self.require_current()
+            try:
+                self._stores[name] = self._open_store(name)
+            except StoreDimensionError:
+                if not self.writable:
+                    raise
+                # Vectors of an older analysis: the DB holds what the store should, so start it afresh
+                # (reconcile fills it).
+                self.discard_store(name)
+                self._stores[name] = self._open_store(name)
         return self._stores[name]
+
+    def _open_store(self, name: str):
+        from audiosim.stores import open_store
+
+        backend = self.get_meta("store_backend") or "faiss"
+        options = json.loads(self.get_meta("store_options") or "{}")
+        return open_store(backend, path=self.folder / "vectors", name=name, dim=self.dim, **options)
+
+    def discard_store_if_other_dim(self, name: str) -> None:
+        """Open the store once so that one of another dimension is set aside now (writers only)."""
+        self._stores.pop(name, None)
+        self.store(name)
+
+    def require_current(self) -> None:
+        """Raise :class:`LibraryError` when the library was made by an older analysis and not upgraded."""
+        from audiosim.library.upgrade import upgraded_params
+
+        if upgraded_params(self.params) != self.params:
+            raise LibraryError(f"library {self.folder} was made by an older audiosim (analysis version "
+                               f"{self.params.version}, embedding version {self.params.embedding}): "
+                               "run `audiosim upgrade` once to bring it up to date")
 
     def discard_store(self, name: str) -> None:
         """Set a damaged store's files aside (``*.damaged``) so it is rebuilt from the DB on next use."""
@@ -242,8 +273,12 @@ class Library:
     def vector_ids(self) -> dict[str, np.ndarray]:
         """Ids each vector store should hold according to the DB: ``{"segments": ..., "files": ...}``."""
         with self.Session() as s:
-            segments = np.fromiter(s.scalars(select(Segment.id)), np.int64)
+            # Assets still awaiting an upgrade keep their old vectors in the DB, but not in the stores.
+            current = analysis_key(self.params)
+            segments = np.fromiter(s.scalars(select(Segment.id).join(Asset, Segment.asset_id == Asset.id)
+                                             .where(Asset.analysis_key == current)), np.int64)
             files = np.fromiter(s.scalars(select(Asset.id).where(Asset.status == STATUS_INDEXED,
+                                                                   Asset.analysis_key == current,
                                                                    Asset.embedding.is_not(None))), np.int64)
         return {"segments": segments, "files": files}
 
@@ -270,15 +305,14 @@ class Library:
         with self.Session() as s:
             return list(s.scalars(stmt))
 
-    def load_frames(self, asset: Asset) -> tuple[np.ndarray, np.ndarray]:
-        """The stored MFCC frames [shape=(n_frames, n_mfcc)] and RMS dB [shape=(n_frames,)] of an asset."""
+    def load_frames(self, asset: Asset) -> Frames:
+        """The stored frames of an asset."""
         if not asset.frames_file:
             raise LibraryError(f"{asset.path} has no stored frames")
         from audiosim.library.frames import load_frames
 
         try:
-            mfcc, rms_db, _times = load_frames(self.folder / asset.frames_file)
-            return mfcc, rms_db
+            return load_frames(self.folder / asset.frames_file)[0]
         except (OSError, KeyError, ValueError) as exc:
             raise LibraryError(f"frames of {asset.path} are missing or damaged "
                                "(run `audiosim verify --repair`)") from exc
@@ -290,9 +324,12 @@ class Library:
             segments = s.scalar(select(func.count()).select_from(Segment))
             duration = s.scalar(select(func.coalesce(func.sum(Asset.duration), 0.0))
                                 .where(Asset.status == STATUS_INDEXED))
-        store = self.store("segments")
+        try:
+            store_description = self.store("segments").description
+        except LibraryError as exc:  # made by an older audiosim: say so instead of failing
+            store_description = str(exc)
         return {"assets": assets, "segments": segments, "failed": failed,
-                "store": store.description, "dim": self.dim, "library": str(self.folder),
+                "store": store_description, "dim": self.dim, "library": str(self.folder),
                 "hours": round(float(duration) / 3600.0, 3)}
 
     def close(self) -> None:
