@@ -13,6 +13,8 @@ scale (the README's table). A server builds an HNSW index (``AUTOINDEX``).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 from pathlib import Path
 
@@ -62,9 +64,14 @@ class MilvusStore(VectorStore):
             except OSError as exc:
                 raise StoreError(f"cannot create the folder of the Milvus Lite file {uri}: {exc}") from exc
         try:
-            self._client = pymilvus.MilvusClient(uri=uri, timeout=30)
+            with _quiet_iterator_logs():  # a Lite file locked by another process: one line, not a traceback
+                self._client = pymilvus.MilvusClient(uri=uri, timeout=15)
         except Exception as exc:  # noqa: BLE001 - pymilvus raises many kinds (MilvusException, grpc, OSError)
+            if self.is_lite:
+                _release_lite(uri, opened=False)
             raise StoreError(f"cannot reach the Milvus store {redact_url(uri)}: {_reason(exc)}") from None
+        if self.is_lite:
+            _retain_lite(uri)
         try:
             self._prepare(create)
         except BaseException:
@@ -122,7 +129,7 @@ class MilvusStore(VectorStore):
         return int(rows[0]["count(*)"])
 
     def ids(self) -> np.ndarray:
-        with self._lock:
+        with self._lock, _quiet_iterator_logs():
             self._check_open()
             try:
                 iterator = self._client.query_iterator(self.collection, batch_size=MAX_TOP_K, filter="id >= 0",
@@ -241,6 +248,8 @@ class MilvusStore(VectorStore):
                     self._client.close()
                 except Exception:  # noqa: BLE001 - closing must not fail
                     pass
+                if self.is_lite:
+                    _release_lite(self.uri)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -248,6 +257,47 @@ class MilvusStore(VectorStore):
 
     def _error(self, exc: BaseException) -> StoreError:
         return StoreError(f"the Milvus store {redact_url(self.uri)} failed: {_reason(exc)}")
+
+
+# Milvus Lite runs inside this process, one server per file, holding the file's lock until released; a
+# library opens two stores on one file, so the server is released when the last of them closes.
+_lite_users: dict[str, int] = {}
+_lite_lock = threading.Lock()
+
+
+def _retain_lite(uri: str) -> None:
+    with _lite_lock:
+        _lite_users[uri] = _lite_users.get(uri, 0) + 1
+
+
+def _release_lite(uri: str, *, opened: bool = True) -> None:
+    with _lite_lock:
+        users = _lite_users.get(uri, 0) - (1 if opened else 0)
+        if users > 0:
+            _lite_users[uri] = users
+            return
+        _lite_users.pop(uri, None)
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:
+        return
+    server_manager_instance.release_server(uri)
+
+
+@contextlib.contextmanager
+def _quiet_iterator_logs():
+    """Milvus Lite lacks the timestamp call pymilvus' query iterator tries first; both log the (harmless)
+    failure with a traceback on every call, which a user should not see."""
+    loggers = [logging.getLogger(name) for name in ("grpc._server", "pymilvus", "pymilvus.milvus_client",
+                                                    "milvus_lite")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _reason(exc: BaseException) -> str:
