@@ -86,16 +86,13 @@ class Library:
         self._lock = None
         self._db_lock = None
         self._stores: dict[str, object] = {}
-        if writable:
-            self._create_folder()
-            self._acquire_lock()
-        try:
-            custom_url = resolve_db_url(self.folder, db_url)
-        except LibraryError:
-            self.close()
-            raise
+        custom_url = resolve_db_url(self.folder, db_url)
         self.db_url = custom_url or f"sqlite:///{self.folder / DB_FILE}"
         is_sqlite = self.db_url.startswith("sqlite")
+        if writable:
+            self._create_folder()
+            if is_sqlite:  # a server DB is locked in the DB itself (below): it works across machines
+                self._acquire_lock()
         if not custom_url and not writable and not (self.folder / DB_FILE).exists():
             raise LibraryError(f"no library at {self.folder}: index a folder first (`audiosim index PATH`)")
         try:
