@@ -183,3 +183,38 @@ def _indexed(library: Path) -> int:
             return conn.execute("SELECT count(*) FROM assets WHERE status = 'indexed'").fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+def test_a_store_that_goes_away_mid_index_stops_cleanly_and_a_rerun_resumes(tmp_path, pg_url):
+    import psycopg
+    from urllib.parse import urlsplit, urlunsplit
+
+    from tests.services import unique_prefix
+
+    name = unique_prefix("gone")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    store_url = urlunsplit(urlsplit(pg_url)._replace(path=f"/{name}"))
+    total = 120
+    sounds = write_sounds(tmp_path / "many", total, seed=4, seconds=3.0)
+    library = tmp_path / "lib"
+    argv = [sys.executable, "-m", "audiosim", "--library", str(library), "--store", store_url, "index", str(sounds),
+            "--workers", "1"]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and _indexed(library) < 1:
+        time.sleep(0.05)
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # the store's server drops every connection
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("audiosim: error: the pgvector store"), stderr
+    assert _indexed(library) < total
+    rerun = run_cli("index", sounds, "--workers", "1", library=library)
+    assert rerun.code == 0, rerun
+    assert run_cli("verify", "--json", library=library).json["ok"]
+    from audiosim.library.db import Library
+
+    with Library(library) as lib:
+        assert lib.store("segments").count() == lib.stats()["segments"]
