@@ -37,7 +37,7 @@ pgvector_psycopg = require_extra("pgvector.psycopg", backend="pgvector", extra="
 
 EF_SEARCH_MIN = 100  # HNSW candidate list; recall@50 >= 0.95 needs about 2k (measured in the contract tests)
 EXACT_SUBSET_MAX = 20_000  # filters up to this many ids fetch just those rows and search them exactly
-BULK_REINDEX_MIN = 20_000  # an add this large into a table not much larger rebuilds the index after it
+BULK_REINDEX_MIN = 1_000  # an add at least this large and as large as the table: index built after it
 CHUNK = 20_000
 
 
