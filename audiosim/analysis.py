@@ -15,18 +15,19 @@ import time
 import numpy as np
 
 from audiosim.config import AnalysisParams
-from audiosim.features.mfcc import FrameBatch, MfccStream
-from audiosim.features.segments import embed_windows, file_embedding, segment_windows
+from audiosim.features.embedding import embed_windows, file_embedding
+from audiosim.features.mfcc import FrameBatch, Frames, MfccStream
+from audiosim.features.segments import segment_windows
 
 _FINGERPRINT_CHUNK = 1 << 16
+_CENTROID_FLOOR_DB = -60.0  # the mean spectral centroid (a filterable descriptor) ignores quieter frames
 
 
 @dataclasses.dataclass
 class Analysis:
     """Everything the library stores about one file.
 
-    mfcc : [shape=(n_frames, n_mfcc)] float16, frame n centred at ``n * hop / sr`` seconds
-    rms_db : [shape=(n_frames,)] float16
+    frames : the stored frames (float16), frame n centred at ``n * hop / sr`` seconds
     windows : frame ranges ``[start, stop)`` of the segments
     segment_vectors : [shape=(n_segments, dim)] float32
     """
@@ -43,8 +44,7 @@ class Analysis:
     avg_loudness: float | None
     peak_db: float | None
     centroid: float | None
-    mfcc: np.ndarray
-    rms_db: np.ndarray
+    frames: Frames
     windows: list[tuple[int, int]]
     segment_vectors: np.ndarray
     file_vector: np.ndarray | None
@@ -80,19 +80,17 @@ def _finite_or_none(value: float) -> float | None:
 
 class _FrameCollector:
     """Keeps frames at their stored precision (float16) as they stream in, and a running centroid mean,
-    so a long file's frames cost 42 bytes each and nothing else grows with its length."""
+    so a long file's frames cost 60 bytes each and nothing else grows with its length."""
 
     def __init__(self, params: AnalysisParams) -> None:
         self.params = params
-        self._mfcc: list[np.ndarray] = []
-        self._rms: list[np.ndarray] = []
+        self._parts: list[Frames] = []
         self._centroid_sum = 0.0
         self._centroid_count = 0
 
     def add(self, batch: FrameBatch) -> None:
-        self._mfcc.append(batch.mfcc.astype(np.float16))
-        self._rms.append(batch.rms_db.astype(np.float16))
-        measured = batch.centroid[(batch.rms_db >= self.params.silence_db) & ~np.isnan(batch.centroid)]
+        self._parts.append(Frames.stored(batch))
+        measured = batch.centroid[(batch.rms_db >= _CENTROID_FLOOR_DB) & ~np.isnan(batch.centroid)]
         self._centroid_sum += float(measured.sum(dtype=np.float64))
         self._centroid_count += len(measured)
 
@@ -100,19 +98,16 @@ class _FrameCollector:
     def centroid(self) -> float | None:
         return self._centroid_sum / self._centroid_count if self._centroid_count else None
 
-    def frames(self) -> tuple[np.ndarray, np.ndarray]:
-        n_mfcc = self.params.n_mfcc
-        mfcc = np.concatenate(self._mfcc) if self._mfcc else np.zeros((0, n_mfcc), np.float16)
-        rms = np.concatenate(self._rms) if self._rms else np.zeros(0, np.float16)
-        return mfcc, rms
+    def frames(self) -> Frames:
+        return Frames.concat(self._parts, self.params.n_mfcc)
 
 
-def features_from_frames(mfcc: np.ndarray, rms_db: np.ndarray, params: AnalysisParams
+def features_from_frames(frames: Frames, params: AnalysisParams
                          ) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray | None]:
     """Segments and vectors derived from the frames *as stored* (float16), so a query that reads the
     stored frames back gets exactly the indexed vectors."""
-    windows = segment_windows(rms_db, params)
-    return windows, embed_windows(mfcc, windows), file_embedding(mfcc, rms_db, params)
+    windows = segment_windows(frames.rms_db, params)
+    return windows, embed_windows(frames, windows, params), file_embedding(frames, params)
 
 
 def analyze_file(path: str | os.PathLike, params: AnalysisParams) -> Analysis:
@@ -141,26 +136,25 @@ def analyze_file(path: str | os.PathLike, params: AnalysisParams) -> Analysis:
         from audiosim.errors import DecodeError
 
         raise DecodeError("0 audio frames")
-    mfcc, rms_db = collector.frames()
-    windows, segment_vectors, file_vector = features_from_frames(mfcc, rms_db, params)
+    frames = collector.frames()
+    windows, segment_vectors, file_vector = features_from_frames(frames, params)
     return Analysis(
         path=path, size=st.st_size, mtime=st.st_mtime, fingerprint=fingerprint,
         format=info.format, subtype=info.subtype, sample_rate=info.sample_rate, channels=info.channels,
         duration=n_samples / info.sample_rate,
         avg_loudness=_finite_or_none(meter.integrated()), peak_db=_finite_or_none(meter.peak_db),
-        centroid=collector.centroid, mfcc=mfcc, rms_db=rms_db, windows=windows,
+        centroid=collector.centroid, frames=frames, windows=windows,
         segment_vectors=segment_vectors, file_vector=file_vector,
         seconds=time.perf_counter() - started,
     )
 
 
-def analyze_signal(mono: np.ndarray, params: AnalysisParams) -> tuple[np.ndarray, np.ndarray]:
-    """MFCC frames (float16) and RMS (float16) of a mono clip already at the analysis rate.
+def analyze_signal(mono: np.ndarray, params: AnalysisParams) -> Frames:
+    """The stored-precision frames of a mono clip already at the analysis rate.
 
     Non-finite or absurd samples (a broken input device, a float file with NaNs) are zeroed / clipped so
     that they cannot turn a query's features into NaN.
     """
     mono = np.clip(np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0), -1e3, 1e3)
     stream = MfccStream(params)
-    frames = FrameBatch.concat([stream.process(mono), stream.flush()], params.n_mfcc)
-    return frames.mfcc.astype(np.float16), frames.rms_db.astype(np.float16)
+    return Frames.stored(FrameBatch.concat([stream.process(mono), stream.flush()], params.n_mfcc))

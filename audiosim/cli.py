@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repair", action="store_true", help="fix what is found")
     p.add_argument("--workers", type=int, default=None, metavar="N")
 
+    p = sub.add_parser(
+        "upgrade", help="bring a library made by an older audiosim up to date (resumable)",
+        description="Re-derive every asset for this version's analysis: from the stored frames where they "
+                    "suffice (no decoding), otherwise from the audio. `index` does this first by itself.",
+        epilog="example: audiosim upgrade --workers 2", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="analysis processes (default: cores)")
+
     add_map_parser(sub)
     add_store_parser(sub)
     return parser
@@ -268,8 +275,31 @@ def cmd_verify(args) -> int:
     return EXIT_OK if doc["ok"] else EXIT_ERROR
 
 
+def cmd_upgrade(args) -> int:
+    from audiosim.library.upgrade import upgrade_library
+    from audiosim.tasks import TqdmState
+
+    state = TqdmState("upgrading")
+    try:
+        with _open(args, writable=True) as library:
+            report = upgrade_library(library, workers=args.workers, state=state)
+    finally:
+        state.close()
+    for failure in report.failed:
+        print(f"failed: {failure['path']}: {failure['error']}", file=sys.stderr)
+    for path in report.missing:
+        print(f"not on disk, kept as it was until it is back: {path}", file=sys.stderr)
+
+    def human(doc):
+        print(f"upgraded {doc['from_frames']} from stored frames, {doc['decoded']} from audio; "
+              f"{len(doc['missing'])} not on disk, {len(doc['failed'])} failed, in {doc['seconds']:.1f} s")
+
+    _emit(args, report.to_json(), human)
+    return EXIT_SOME_FAILED if report.failed or report.missing else EXIT_OK
+
+
 COMMANDS = {"index": cmd_index, "query": cmd_query, "assets": cmd_assets, "stats": cmd_stats,
-            "verify": cmd_verify, "map": cmd_map, "store": cmd_store}
+            "verify": cmd_verify, "map": cmd_map, "upgrade": cmd_upgrade, "store": cmd_store}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,8 @@
 """Where the library lives and how audio is analysed.
 
-The analysis parameters are recorded in the library; a change of ``ANALYSIS_VERSION`` or of a parameter
-makes the indexer re-analyse the affected files.
+The analysis parameters are recorded in the library; a library made under another ``ANALYSIS_VERSION`` or
+``EMBEDDING_VERSION`` is upgraded (:mod:`audiosim.library.upgrade`), and the indexer re-analyses files
+analysed under other parameters.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import json
 import os
 from pathlib import Path
 
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2  # what the frames hold (2: the low-frequency profile)
+EMBEDDING_VERSION = 2  # how vectors are made from the frames (2: audiosim.features.embedding)
 
 AUDIO_EXTENSIONS = frozenset({
     ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc", ".mp3", ".mp2",
@@ -33,8 +35,10 @@ class AnalysisParams:
     fmax: float = 11025.0
     segment_seconds: float = 1.0
     segment_hop_seconds: float = 0.5
-    silence_db: float = -60.0
+    silence_db: float = -90.0  # absolute floor: a file never louder than this is silent
+    quiet_below_peak_db: float = 50.0  # a window this far below the file's peak is a gap, not a sound
     version: int = ANALYSIS_VERSION
+    embedding: int = EMBEDDING_VERSION
 
     @property
     def frame_seconds(self) -> float:

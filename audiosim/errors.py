@@ -35,5 +35,9 @@ class StoreError(AudiosimError):
     """The vector store failed or disagrees with its configuration."""
 
 
+class StoreDimensionError(StoreError):
+    """A vector store holds vectors of another dimension than the library's analysis makes."""
+
+
 class QueryError(AudiosimError):
     """A query cannot be answered as asked (unknown file, empty region, ...)."""

@@ -49,10 +49,14 @@ class IndexReport:
     seconds: float = 0.0
     cancelled: bool = False
     audio_seconds: float = 0.0
+    upgrade: dict | None = None  # what upgrading a library made by an older audiosim did, if it had to
 
     def to_json(self) -> dict:
-        return {"indexed": self.indexed, "skipped": self.skipped, "removed": self.removed,
-                "failed": self.failed, "segments": self.segments, "seconds": round(self.seconds, 3)}
+        doc = {"indexed": self.indexed, "skipped": self.skipped, "removed": self.removed,
+               "failed": self.failed, "segments": self.segments, "seconds": round(self.seconds, 3)}
+        if self.upgrade is not None:
+            doc["upgrade"] = self.upgrade
+        return doc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,6 +227,13 @@ def index_paths(library: Library, paths: Iterable[str | os.PathLike], *, workers
     roots = [os.path.abspath(os.fspath(p)) for p in paths]
     workers = max(1, workers or os.cpu_count() or 1)
     report = IndexReport()
+    from audiosim.library.upgrade import needs_upgrade, upgrade_library
+
+    if needs_upgrade(library):  # a library made by an older audiosim moves forward first
+        report.upgrade = upgrade_library(library, workers=workers, state=state).to_json()
+        if state.cancelled:
+            report.cancelled = True
+            return report
     # Start workers before anything spawns threads (the vector store's BLAS pool, for example).
     pool = _Pool(workers, library.params)
     try:

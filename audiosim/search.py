@@ -18,7 +18,9 @@ from sqlalchemy import select
 
 from audiosim.config import AnalysisParams
 from audiosim.errors import QueryError
-from audiosim.features.segments import coefficient_spreads, embed_windows, file_embedding, segment_windows
+from audiosim.features.embedding import embed_windows, file_embedding, transform
+from audiosim.features.mfcc import Frames
+from audiosim.features.segments import segment_windows
 from audiosim.library.db import Library
 from audiosim.library.models import STATUS_INDEXED, Asset, Segment
 
@@ -59,8 +61,7 @@ class Hit:
 class _SeedFeatures:
     seed: Seed
     asset_id: int | None
-    mfcc: np.ndarray  # float32 frames of the region
-    rms_db: np.ndarray
+    frames: Frames  # the region's frames at stored precision
     windows: list[tuple[int, int]]
     vectors: np.ndarray  # window embeddings
     file_vector: np.ndarray | None
@@ -111,10 +112,10 @@ def _seed_features(library: Library, seed: Seed) -> _SeedFeatures:
     if seed.start is not None and seed.end is not None and seed.end <= seed.start:
         raise QueryError(f"empty region: --end ({seed.end}) must be after --start ({seed.start})")
     if asset is not None and asset.status == STATUS_INDEXED and _unchanged(asset, path):
-        mfcc16, rms16 = library.load_frames(asset)
+        stored = library.load_frames(asset)
         duration = float(asset.duration or 0.0)
-        i0, i1 = _frame_range(len(mfcc16), seed, params, duration)
-        mfcc, rms = mfcc16[i0:i1], rms16[i0:i1]
+        i0, i1 = _frame_range(len(stored), seed, params, duration)
+        frames = stored[i0:i1]
         asset_id = asset.id
     else:
         if not os.path.exists(path):
@@ -128,17 +129,16 @@ def _seed_features(library: Library, seed: Seed) -> _SeedFeatures:
         s1 = len(mono) if seed.end is None else int(round(seed.end * params.sample_rate))
         if s0 >= len(mono):
             raise QueryError(f"--start {seed.start} is past the end of {seed.path} ({duration:.2f} s)")
-        mfcc, rms = analyze_signal(mono[s0:s1], params)
+        frames = analyze_signal(mono[s0:s1], params)
         asset_id = asset.id if asset is not None and asset.status == STATUS_INDEXED else None
-    region_duration = len(mfcc) * params.frame_seconds
+    region_duration = len(frames) * params.frame_seconds
     if seed.start is None and seed.end is None:
         region_duration = duration
-    windows = segment_windows(rms, params)
+    windows = segment_windows(frames.rms_db, params)
     if not windows:
         raise QueryError(f"nothing to search with: {seed.path} is silent in that region")
-    stored = mfcc.astype(np.float32)
-    return _SeedFeatures(seed, asset_id, stored, rms.astype(np.float32), windows,
-                         embed_windows(stored, windows), file_embedding(stored, rms, params), region_duration)
+    return _SeedFeatures(seed, asset_id, frames, windows, embed_windows(frames, windows, params),
+                         file_embedding(frames, params), region_duration)
 
 
 def _unchanged(asset: Asset, path: str) -> bool:
@@ -239,32 +239,30 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate])
     params = library.params
     fs = params.frame_seconds
     radius = params.frames_per_segment_hop + 2
-    weights = 1.0 / coefficient_spreads(seed.mfcc.shape[1])[0]
-    query = seed.mfcc[:REFINE_MAX_FRAMES, 1:] * weights
-    frames_cache: dict[int, np.ndarray] = {}
+    query, weights = _alignment_features(seed.frames[:REFINE_MAX_FRAMES])
+    frames_cache: dict[int, Frames] = {}
     assets = _assets(library, {c.asset_id for c in candidates})
+    index = {w: i for i, w in enumerate(seed.windows)}
     refined = []
     for c in candidates:
         asset = assets.get(c.asset_id)
         if asset is None:
             continue
-        span_frames = len(seed.mfcc)
+        span_frames = len(seed.frames)
         if asset.n_segments <= 1 and (asset.duration or 0.0) <= seed.duration + params.segment_hop_seconds:
             c.start = 0.0
             c.end = float(asset.duration or 0.0)
             refined.append(c)
             continue
         if c.asset_id not in frames_cache:
-            frames_cache[c.asset_id] = library.load_frames(asset)[0].astype(np.float32)
+            frames_cache[c.asset_id] = library.load_frames(asset)
         target = frames_cache[c.asset_id]
         guess = int(round(c.start / fs))
-        best_offset = _best_offset(query, target[:, 1:] * weights, guess, radius)
-        shifted = [(s + best_offset, e + best_offset) for s, e in seed.windows
-                   if s + best_offset >= 0 and e + best_offset <= len(target)]
-        if shifted:
-            vectors = embed_windows(target, shifted)
-            own = [w for w in seed.windows if w[0] + best_offset >= 0 and w[1] + best_offset <= len(target)]
-            index = {w: i for i, w in enumerate(seed.windows)}
+        best_offset = _best_offset(query, weights, _alignment_features(target)[0], guess, radius)
+        own = [w for w in seed.windows if w[0] + best_offset >= 0 and w[1] + best_offset <= len(target)]
+        if own:
+            shifted = [(s + best_offset, e + best_offset) for s, e in own]
+            vectors = embed_windows(target, shifted, params)
             mine = seed.vectors[[index[w] for w in own]]
             c.distance = float(np.linalg.norm(vectors - mine, axis=1).mean())
         c.start = max(0.0, best_offset * fs)
@@ -273,9 +271,19 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate])
     return refined
 
 
-def _best_offset(query: np.ndarray, target: np.ndarray, guess: int, radius: int) -> int:
-    """The frame offset of ``query`` in ``target`` near ``guess`` with the least mean squared difference
-    (offsets where less than half of the query overlaps the target are not considered)."""
+def _alignment_features(frames: Frames) -> tuple[np.ndarray, np.ndarray]:
+    """Frames for alignment: MFCC c1.. on one footing (level-free), and each frame's weight, its power
+    relative to the loudest frame: the gaps of a noisy excerpt, which the clean original has as silence,
+    then count for next to nothing."""
+    features = frames.mfcc[:, 1:].astype(np.float32) * transform().frame_scale
+    rms = frames.rms_db.astype(np.float32)
+    weights = np.power(10.0, (rms - rms.max(initial=-100.0)) / 10.0) if len(rms) else rms
+    return features, weights.astype(np.float32)
+
+
+def _best_offset(query: np.ndarray, weights: np.ndarray, target: np.ndarray, guess: int, radius: int) -> int:
+    """The frame offset of ``query`` in ``target`` near ``guess`` with the least power-weighted mean squared
+    difference (offsets where less than half of the query overlaps the target are not considered)."""
     nq, nt = len(query), len(target)
     pad = nq // 2
     lo = max(-pad, guess - radius)
@@ -287,9 +295,11 @@ def _best_offset(query: np.ndarray, target: np.ndarray, guess: int, radius: int)
     padded[nq:nq + nt] = target
     span = padded[lo + nq: hi + nq + nq]
     windows = np.lib.stride_tricks.sliding_window_view(span, nq, axis=0)  # (n_off, d, nq)
-    diff = windows.transpose(0, 2, 1) - query
-    costs = np.nanmean(np.square(diff).reshape(len(diff), -1), axis=1)
-    return lo + int(np.nanargmin(costs))
+    per_frame = np.square(windows.transpose(0, 2, 1) - query).sum(axis=2)  # (n_off, nq)
+    overlap = ~np.isnan(per_frame)
+    mass = (weights * overlap).sum(axis=1)
+    costs = np.where(mass > 0, np.nansum(per_frame * weights, axis=1) / np.maximum(mass, 1e-30), np.inf)
+    return lo + int(np.argmin(costs))
 
 
 # -- several seeds ----------------------------------------------------------------------------------------

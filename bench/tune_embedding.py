@@ -1,71 +1,153 @@
-"""Tune the segment embedding on a labelled synthetic corpus (not the one the tests use).
+"""Learn the embedding's frozen constants (``audiosim/features/embedding_v2.npz``) from real recordings.
 
-Analyses every file once, then scores embedding variants by file-level precision@10 of same-class
-neighbours, and prints the per-coefficient spreads that ``audiosim/features/segments.py`` freezes.
+Set-up (Debian/Ubuntu, as root): ``apt-get install fluidsynth timidity fluid-soundfont-gm
+musescore-general-soundfont-small timgm6mb-soundfont freepats avldrums.lv2-soundfont sonic-pi-samples``.
 
-    python bench/tune_embedding.py [--per-class 16] [--seed 2]
+Renders labelled real drum one-shots and instrument notes (``tests/real_sounds.py``), analyses them with
+audiosim, and fits on the **tune sources only** (FluidR3 + MuseScore, TimGM6mb + sf_GMbank):
+
+1. per-number mean and spread (standardisation), then the fixed group weights of ``embedding.groups``;
+2. within-class covariance normalisation (WCCN, classes = drum classes and instrument families):
+   ``T = (Sw / trace(Sw) * D + lambda I)^-1/2`` shrinks the directions in which one class varies;
+3. PCA to ``--dim`` dimensions.
+
+It prints cross-source precision@10 (neighbours from another source only) on the tune sources and on the
+held-out ones (AVL kits, freepats, sonic-pi), beside a plain MFCC mean+std baseline, so a gain that does
+not carry over to unseen sources shows at once.
+
+    python bench/tune_embedding.py [--corpus DIR] [--lam 1.0] [--dim 128] [--write]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from audiosim.analysis import analyze_file  # noqa: E402
 from audiosim.config import AnalysisParams  # noqa: E402
-from audiosim.features.segments import file_embedding  # noqa: E402
-from tests.corpus import make_labelled_corpus  # noqa: E402
+from audiosim.features import embedding  # noqa: E402
+from tests.real_sounds import make_drum_corpus, make_instrument_corpus  # noqa: E402
+
+TUNE_SOURCES = ("fluid", "gm6")
+OUT = ROOT / "audiosim" / "features" / embedding.CONSTANTS_FILE
 
 
-def precision_at(x: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
-    d = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-    np.fill_diagonal(d, np.inf)
-    nearest = np.argsort(d, axis=1)[:, :k]
-    return float((labels[nearest] == labels[:, None]).mean())
+def _describe(path: str) -> tuple[np.ndarray, np.ndarray]:
+    from audiosim.analysis import analyze_file
+
+    params = AnalysisParams()
+    frames = analyze_file(path, params).frames
+    return embedding.raw_file_descriptor(frames, params), baseline_vector(frames)
 
 
-def statistics(mfcc: np.ndarray, rms_db: np.ndarray, params: AnalysisParams):
-    loud = rms_db >= params.silence_db
-    first, last = np.flatnonzero(loud)[[0, -1]] if loud.any() else (0, len(mfcc) - 1)
-    f = mfcc[first:last + 1]
-    diff = np.abs(np.diff(f, axis=0)).mean(0) if len(f) > 1 else np.zeros(f.shape[1])
-    return f[:, 1:].mean(0), f.std(0), diff
+def baseline_vector(frames) -> np.ndarray:
+    """The textbook recipe: mean and standard deviation of every MFCC over the sounding frames."""
+    rms = frames.rms_db.astype(np.float32)
+    mfcc = frames.mfcc.astype(np.float32)[rms >= rms.max() - 60]
+    return np.concatenate([mfcc.mean(0), mfcc.std(0)])
+
+
+def load_corpus(root: Path) -> dict:
+    """Raw descriptors, baseline vectors and labels of every file, cached in ``root/descriptors.npz``."""
+    drums = make_drum_corpus(root / "drums")
+    instruments = make_instrument_corpus(root / "instruments")
+    files = [(p, lab, "drum") for p, lab in drums.items()] + [(p, lab, "instrument") for p, lab in instruments.items()]
+    files.sort(key=lambda f: str(f[0]))
+    cache = root / "descriptors.npz"
+    names = np.array([str(p) for p, _, _ in files])
+    if cache.exists():
+        data = dict(np.load(cache))
+        if len(data["paths"]) == len(names) and (data["paths"] == names).all():
+            return data
+    n = embedding.raw_dim(AnalysisParams().n_mfcc)
+    if not OUT.exists() or len(np.load(OUT)["mu"]) != n:  # analysis needs constants: the identity will do
+        embedding.Transform(np.zeros(n), np.eye(n), np.ones(AnalysisParams().n_mfcc - 1, np.float32)).save(OUT)
+    with ProcessPoolExecutor(2) as pool:
+        described = list(pool.map(_describe, names, chunksize=16))
+    data = {"paths": names, "raw": np.stack([r for r, _ in described]), "base": np.stack([b for _, b in described]),
+            "cls": np.array([f"{kind}:{lab.cls}" for _, lab, kind in files]),
+            "source": np.array([lab.source for _, lab, _ in files]), "kind": np.array([k for _, _, k in files])}
+    np.savez(cache, **data)
+    return data
+
+
+def cross_source_precision(x: np.ndarray, cls: np.ndarray, source: np.ndarray, queries: np.ndarray,
+                           k: int = 10) -> tuple[float, dict[str, float]]:
+    """Mean over ``queries`` of the share of same-class files among the k nearest from other sources."""
+    scores, per_class = [], {}
+    sq = (x * x).sum(1)
+    for i in np.flatnonzero(queries):
+        d = sq - 2 * x @ x[i] + sq[i]
+        d[source == source[i]] = np.inf
+        nearest = np.argpartition(d, k)[:k]
+        hit = float((cls[nearest] == cls[i]).mean())
+        scores.append(hit)
+        per_class.setdefault(cls[i], []).append(hit)
+    return float(np.mean(scores)), {c: float(np.mean(v)) for c, v in sorted(per_class.items())}
+
+
+def fit(raw: np.ndarray, cls: np.ndarray, *, lam: float, dim: int, n_mfcc: int) -> embedding.Transform:
+    mu = raw.mean(0)
+    sigma = raw.std(0)
+    sigma[sigma < 1e-6] = 1.0
+    scale = embedding.group_scale(n_mfcc) / sigma
+    z = (raw - mu) * scale
+    within = np.zeros((z.shape[1], z.shape[1]))
+    for c in np.unique(cls):
+        member = z[cls == c]
+        centred = member - member.mean(0)
+        within += centred.T @ centred
+    within /= len(z)
+    within = within / np.trace(within) * len(within)
+    values, vectors = np.linalg.eigh(within + lam * np.eye(len(within)))
+    wccn = vectors @ np.diag(values ** -0.5) @ vectors.T
+    y = z @ wccn
+    y -= y.mean(0)
+    _, _, components = np.linalg.svd(y, full_matrices=False)
+    matrix = np.diag(scale) @ wccn @ components[:dim].T
+    c = n_mfcc - 1
+    frame_scale = (1.0 / sigma[:c]).astype(np.float32)  # spread of each mean MFCC c1.. across sounds
+    return embedding.Transform(mu, matrix, frame_scale)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-class", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--corpus", type=Path, default=Path("/tmp/audiosim-real"))
+    parser.add_argument("--lam", type=float, default=1.0)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--write", action="store_true", help=f"write the constants to {OUT.relative_to(ROOT)}")
     args = parser.parse_args()
-    params = AnalysisParams()
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = make_labelled_corpus(Path(tmp), per_class=args.per_class, seed=args.seed)
-        analyses = [(label, analyze_file(path, params)) for path, label in corpus.items()]
-    labels = np.array([label for label, _ in analyses])
-    frames = [(a.mfcc.astype(np.float32), a.rms_db.astype(np.float32)) for _, a in analyses]
-    mean, std, diff = (np.array(x) for x in zip(*(statistics(m, r, params) for m, r in frames)))
-    spreads = mean.std(0), std.std(0), diff.std(0)
-    print(f"{len(labels)} files, {len(set(labels))} classes")
-    for weights in [(1, 0, 0), (1, 0.5, 0), (1, 0.5, 0.5), (1, 1, 0.7), (1, 1, 1), (1, 1.3, 1)]:
-        x = np.concatenate([w * s / sp for w, s, sp in zip(weights, (mean, std, diff), spreads)], axis=1)
-        print(f"weights mean/std/diff {weights}: precision@10 {precision_at(x, labels):.3f}")
-    shipped = np.stack([file_embedding(m, r, params) for m, r in frames])
-    print(f"shipped embedding: precision@10 {precision_at(shipped, labels):.3f}")
-    for label in sorted(set(labels)):
-        sel = labels == label
-        d = ((shipped[:, None] - shipped[None]) ** 2).sum(-1)
-        np.fill_diagonal(d, np.inf)
-        nearest = np.argsort(d, axis=1)[:, :10]
-        print(f"  {label:>8}: {(labels[nearest][sel] == label).mean():.2f}")
-    np.set_printoptions(precision=1, suppress=True, linewidth=120)
-    for name, sp in zip(("mean c1..", "std c0..", "diff c0.."), spreads):
-        print(f"spread of {name}: {sp}")
+    data = load_corpus(args.corpus)
+    raw, base, cls, source, kind = data["raw"], data["base"], data["cls"], data["source"], data["kind"]
+    tune = np.isin(source, TUNE_SOURCES)
+    model = fit(raw[tune], cls[tune], lam=args.lam, dim=args.dim, n_mfcc=AnalysisParams().n_mfcc)
+    x = model.apply(raw)
+    b_mu, b_sd = base[tune].mean(0), base[tune].std(0)
+    xb = (base - b_mu) / b_sd
+    print(f"{len(raw)} files; tune on {', '.join(TUNE_SOURCES)}; lambda {args.lam}, {args.dim} dims")
+    print(f"{'set':<24}{'baseline':>10}{'audiosim':>10}")
+    for k in ("drum", "instrument"):
+        for name, queries in (("tune", tune), ("held out", ~tune)):
+            sel = kind == k
+            if not (queries & sel).any():
+                continue
+            pb, _ = cross_source_precision(xb[sel], cls[sel], source[sel], queries[sel])
+            pa, per = cross_source_precision(x[sel], cls[sel], source[sel], queries[sel])
+            print(f"{k + 's ' + name:<24}{pb:>10.3f}{pa:>10.3f}   " +
+                  " ".join(f"{c.split(':')[1]} {v:.2f}" for c, v in per.items()))
+        for s in sorted(set(source[(kind == k) & ~tune])):
+            sel = kind == k
+            pa, _ = cross_source_precision(x[sel], cls[sel], source[sel], (source == s)[sel])
+            print(f"{'  ' + s:<24}{'':>10}{pa:>10.3f}")
+    if args.write:
+        model.save(OUT)
+        print(f"wrote {OUT}")
 
 
 if __name__ == "__main__":

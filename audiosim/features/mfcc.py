@@ -5,6 +5,10 @@ log power in dB, orthonormal DCT-II) computed block by block so that a two-hour 
 whole signal in memory. One difference from ``librosa.feature.mfcc``: the dB floor is absolute
 (-100 dB) instead of ``top_db`` below the file's maximum, because the maximum of a stream is unknown
 until its end and because a frame's features must not depend on the rest of the file.
+
+Each frame also gets a **low-frequency profile**: the power in nine narrow bands between 20 and 320 Hz
+(at the FFT's 10.8 Hz resolution), in dB relative to the frame's whole power. The mel filterbank lumps
+everything below ~130 Hz into one band, which is where a kick drum and a floor tom differ.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import scipy.fft
 from audiosim.config import AnalysisParams
 
 _AMIN = 1e-10  # power floor: -100 dB
+LOW_BAND_EDGES_HZ = (20.0, 40.0, 55.0, 70.0, 90.0, 115.0, 145.0, 185.0, 240.0, 320.0)
+N_LOW_BANDS = len(LOW_BAND_EDGES_HZ) - 1
+LOW_FLOOR_DB = -60.0  # a band this far below the frame's power carries nothing
 
 
 @dataclasses.dataclass
@@ -28,30 +35,78 @@ class FrameBatch:
     mfcc : [shape=(n_frames, n_mfcc)] float32
     rms_db : [shape=(n_frames,)] float32, frame RMS in dBFS
     centroid : [shape=(n_frames,)] float32, spectral centroid in Hz, NaN where not computed
+    low : [shape=(n_frames, N_LOW_BANDS)] float32, low-frequency profile in dB relative to the frame
     """
 
     mfcc: np.ndarray
     rms_db: np.ndarray
     centroid: np.ndarray
+    low: np.ndarray
 
     @classmethod
     def concat(cls, batches: list[FrameBatch], n_mfcc: int) -> FrameBatch:
         if not batches:
-            return cls(np.zeros((0, n_mfcc), np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32))
+            return cls(np.zeros((0, n_mfcc), np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32),
+                       np.zeros((0, N_LOW_BANDS), np.float32))
         return cls(
             np.concatenate([b.mfcc for b in batches]),
             np.concatenate([b.rms_db for b in batches]),
             np.concatenate([b.centroid for b in batches]),
+            np.concatenate([b.low for b in batches]),
         )
 
 
+@dataclasses.dataclass
+class Frames:
+    """A file's frames as the library stores them (float16): what every embedding is computed from.
+
+    mfcc : [shape=(n, n_mfcc)]; rms_db : [shape=(n,)]; low : [shape=(n, N_LOW_BANDS)]
+    """
+
+    mfcc: np.ndarray
+    rms_db: np.ndarray
+    low: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rms_db)
+
+    def __getitem__(self, index: slice) -> Frames:
+        return Frames(self.mfcc[index], self.rms_db[index], self.low[index])
+
+    @classmethod
+    def stored(cls, batch: FrameBatch) -> Frames:
+        """The frames of ``batch`` at their stored precision."""
+        return cls(batch.mfcc.astype(np.float16), batch.rms_db.astype(np.float16), batch.low.astype(np.float16))
+
+    @classmethod
+    def concat(cls, parts: list[Frames], n_mfcc: int) -> Frames:
+        if not parts:
+            return cls(np.zeros((0, n_mfcc), np.float16), np.zeros(0, np.float16),
+                       np.zeros((0, N_LOW_BANDS), np.float16))
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("mfcc", "rms_db", "low")))
+
+
 @lru_cache(maxsize=4)
-def _filters(params: AnalysisParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _filters(params: AnalysisParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     window = np.hanning(params.n_fft + 1)[:-1].astype(np.float32)  # periodic Hann, as librosa
-    dct = scipy.fft.dct(np.eye(params.n_mels, dtype=np.float64), type=2, norm="ortho", axis=0)
-    dct_basis = dct[: params.n_mfcc].astype(np.float32)  # (n_mfcc, n_mels)
+    dct_basis = dct_matrix(params)  # (n_mfcc, n_mels)
     freqs = np.fft.rfftfreq(params.n_fft, 1.0 / params.sample_rate).astype(np.float32)
-    return window, mel_basis(params).T.copy(), dct_basis.T.copy(), freqs
+    # Low bands as a 0/1 matrix over the first bins: one small matmul per block of frames.
+    n_low_bins = int(np.searchsorted(freqs, LOW_BAND_EDGES_HZ[-1]))
+    low_sum = np.zeros((n_low_bins, N_LOW_BANDS), np.float32)
+    for band, (lo, hi) in enumerate(zip(LOW_BAND_EDGES_HZ[:-1], LOW_BAND_EDGES_HZ[1:])):
+        low_sum[(freqs[:n_low_bins] >= lo) & (freqs[:n_low_bins] < hi), band] = 1.0
+    first_bin = int(np.searchsorted(freqs, LOW_BAND_EDGES_HZ[0]))
+    return window, mel_basis(params).T.copy(), dct_basis.T.copy(), freqs, low_sum, first_bin
+
+
+@lru_cache(maxsize=4)
+def dct_matrix(params: AnalysisParams) -> np.ndarray:
+    """The orthonormal DCT-II rows that turn log-mel bands into MFCCs [shape=(n_mfcc, n_mels)] float32.
+
+    Orthonormal, so ``mfcc @ dct_matrix(params)`` is the cepstrally smoothed log-mel spectrum."""
+    dct = scipy.fft.dct(np.eye(params.n_mels, dtype=np.float64), type=2, norm="ortho", axis=0)
+    return dct[: params.n_mfcc].astype(np.float32)
 
 
 def mel_basis(params: AnalysisParams) -> np.ndarray:
@@ -89,7 +144,7 @@ def mel_basis(params: AnalysisParams) -> np.ndarray:
 
 def frames_from_signal(frames: np.ndarray, params: AnalysisParams) -> FrameBatch:
     """Features of already-framed audio, [shape=(n_frames, n_fft)]."""
-    window, mel_t, dct_t, freqs = _filters(params)
+    window, mel_t, dct_t, freqs, low_sum, first_bin = _filters(params)
     if len(frames) == 0:
         return FrameBatch.concat([], params.n_mfcc)
     spectrum = scipy.fft.rfft(frames * window, axis=1, overwrite_x=True)
@@ -104,9 +159,12 @@ def frames_from_signal(frames: np.ndarray, params: AnalysisParams) -> FrameBatch
     edges = power[:, 0] + power[:, -1]
     mean_square = (2.0 * power.sum(axis=1) - edges) / (params.n_fft * params.n_fft * 0.375)
     rms_db = 10.0 * np.log10(np.maximum(mean_square, 1e-10))
+    audible = np.maximum(power[:, first_bin:].sum(axis=1, keepdims=True), _AMIN)
+    low = 10.0 * np.log10(np.maximum(power[:, :len(low_sum)] @ low_sum / audible, 10 ** (LOW_FLOOR_DB / 10)))
     log_mel = 10.0 * np.log10(np.maximum(power @ mel_t, _AMIN))
     mfcc = log_mel @ dct_t
-    return FrameBatch(mfcc.astype(np.float32, copy=False), rms_db.astype(np.float32, copy=False), centroid)
+    return FrameBatch(mfcc.astype(np.float32, copy=False), rms_db.astype(np.float32, copy=False), centroid,
+                      low.astype(np.float32, copy=False))
 
 
 class MfccStream:

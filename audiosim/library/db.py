@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import create_engine, event, func, inspect, select, text
@@ -24,10 +25,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from audiosim.config import AnalysisParams, default_library_dir
+from audiosim.config import AnalysisParams, analysis_key, default_library_dir
 from audiosim.errors import LibraryError, LibraryLockedError
 from audiosim.library.location import DatabaseWriterLock, display_db_url, remember_db_url, resolve_db_url
 from audiosim.library.models import STATUS_FAILED, STATUS_INDEXED, Asset, Base, Meta, Segment
+
+if TYPE_CHECKING:
+    from audiosim.features.mfcc import Frames
 
 SCHEMA_VERSION = 1
 
@@ -210,7 +214,7 @@ class Library:
     # -- vector stores --------------------------------------------------------------------------------
     @property
     def dim(self) -> int:
-        from audiosim.features.segments import embedding_dim
+        from audiosim.features.embedding import embedding_dim
 
         return embedding_dim(self.params)
 
@@ -260,8 +264,36 @@ class Library:
     def store(self, name: str):
         """The vector store ``"segments"`` (ids = segment ids) or ``"files"`` (ids = asset ids)."""
         if name not in self._stores:
-            self._stores[name] = self.open_store_at(self.store_spec, name)
+            from audiosim.errors import StoreDimensionError
+
+            self.require_current()
+            try:
+                self._stores[name] = self._open_store(name)
+            except StoreDimensionError:
+                if not self.writable:
+                    raise
+                # Vectors of an older analysis: the DB holds what the store should, so start it afresh
+                # (reconcile fills it).
+                self.discard_store(name)
+                self._stores[name] = self._open_store(name)
         return self._stores[name]
+
+    def _open_store(self, name: str):
+        return self.open_store_at(self.store_spec, name)
+
+    def discard_store_if_other_dim(self, name: str) -> None:
+        """Open the store once so that one of another dimension is set aside now (writers only)."""
+        self._stores.pop(name, None)
+        self.store(name)
+
+    def require_current(self) -> None:
+        """Raise :class:`LibraryError` when the library was made by an older analysis and not upgraded."""
+        from audiosim.library.upgrade import upgraded_params
+
+        if upgraded_params(self.params) != self.params:
+            raise LibraryError(f"library {self.folder} was made by an older audiosim (analysis version "
+                               f"{self.params.version}, embedding version {self.params.embedding}): "
+                               "run `audiosim upgrade` once to bring it up to date")
 
     def discard_store(self, name: str) -> None:
         """Set a damaged store aside so it is rebuilt from the DB on next use: local files are renamed
@@ -271,8 +303,9 @@ class Library:
             store.close()
         spec = self.store_spec
         if spec.backend not in ("faiss", "annoy"):
-            with self.open_store_at(spec, name, create=True) as remote:
-                remote.drop()
+            from audiosim.stores import drop_remote_store
+
+            drop_remote_store(spec, name)
             return
         for path in (self.folder / "vectors").glob(f"{name}.*"):
             if not path.name.endswith(".damaged"):
@@ -281,8 +314,12 @@ class Library:
     def vector_ids(self) -> dict[str, np.ndarray]:
         """Ids each vector store should hold according to the DB: ``{"segments": ..., "files": ...}``."""
         with self.Session() as s:
-            segments = np.fromiter(s.scalars(select(Segment.id)), np.int64)
+            # Assets still awaiting an upgrade keep their old vectors in the DB, but not in the stores.
+            current = analysis_key(self.params)
+            segments = np.fromiter(s.scalars(select(Segment.id).join(Asset, Segment.asset_id == Asset.id)
+                                             .where(Asset.analysis_key == current)), np.int64)
             files = np.fromiter(s.scalars(select(Asset.id).where(Asset.status == STATUS_INDEXED,
+                                                                   Asset.analysis_key == current,
                                                                    Asset.embedding.is_not(None))), np.int64)
         return {"segments": segments, "files": files}
 
@@ -309,15 +346,14 @@ class Library:
         with self.Session() as s:
             return list(s.scalars(stmt))
 
-    def load_frames(self, asset: Asset) -> tuple[np.ndarray, np.ndarray]:
-        """The stored MFCC frames [shape=(n_frames, n_mfcc)] and RMS dB [shape=(n_frames,)] of an asset."""
+    def load_frames(self, asset: Asset) -> Frames:
+        """The stored frames of an asset."""
         if not asset.frames_file:
             raise LibraryError(f"{asset.path} has no stored frames")
         from audiosim.library.frames import load_frames
 
         try:
-            mfcc, rms_db, _times = load_frames(self.folder / asset.frames_file)
-            return mfcc, rms_db
+            return load_frames(self.folder / asset.frames_file)[0]
         except (OSError, KeyError, ValueError) as exc:
             raise LibraryError(f"frames of {asset.path} are missing or damaged "
                                "(run `audiosim verify --repair`)") from exc
@@ -329,10 +365,13 @@ class Library:
             segments = s.scalar(select(func.count()).select_from(Segment))
             duration = s.scalar(select(func.coalesce(func.sum(Asset.duration), 0.0))
                                 .where(Asset.status == STATUS_INDEXED))
-        store = self.store("segments")
+        try:
+            store_description = self.store("segments").description
+        except LibraryError as exc:  # made by an older audiosim: say so instead of failing
+            store_description = str(exc)
         spec = self.store_spec
         return {"assets": assets, "segments": segments, "failed": failed,
-                "store": store.description, "store_backend": spec.backend, "store_location": spec.location,
+                "store": store_description, "store_backend": spec.backend, "store_location": spec.location,
                 "db": display_db_url(self.db_url), "dim": self.dim, "library": str(self.folder),
                 "hours": round(float(duration) / 3600.0, 3)}
 

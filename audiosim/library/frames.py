@@ -1,4 +1,5 @@
-"""Per-asset frame files: every MFCC frame with its RMS and its timestamp, one ``.npy`` record array.
+"""Per-asset frame files: every MFCC frame with its RMS, low-frequency profile and timestamp, one ``.npy``
+record array. Files written before analysis version 2 have no ``low`` field.
 
 A record array in a plain ``.npy`` costs one open and one write (an ``.npz`` is a zip: several times
 slower per file, which matters when the writer keeps up with hundreds of short files a second). The
@@ -14,23 +15,25 @@ from pathlib import Path
 import numpy as np
 
 from audiosim.config import AnalysisParams
-from audiosim.features.mfcc import frame_times
+from audiosim.features.mfcc import N_LOW_BANDS, Frames, frame_times
 
 
 def frames_dtype(n_mfcc: int) -> np.dtype:
-    return np.dtype([("time", "<f4"), ("rms_db", "<f2"), ("mfcc", "<f2", (n_mfcc,))])
+    return np.dtype([("time", "<f4"), ("rms_db", "<f2"), ("mfcc", "<f2", (n_mfcc,)),
+                     ("low", "<f2", (N_LOW_BANDS,))])
 
 
 def frames_path(library_folder: Path, asset_id: int, token: str) -> Path:
     return library_folder / "frames" / f"{asset_id % 256:02x}" / f"{asset_id}-{token}.npy"
 
 
-def save_frames(path: Path, mfcc: np.ndarray, rms_db: np.ndarray, params: AnalysisParams) -> None:
-    """Write frames [shape=(n, n_mfcc)] float16 and their RMS [shape=(n,)] with centre times."""
-    records = np.empty(len(mfcc), frames_dtype(mfcc.shape[1]))
-    records["time"] = frame_times(len(mfcc), params)
-    records["rms_db"] = rms_db
-    records["mfcc"] = mfcc
+def save_frames(path: Path, frames: Frames, params: AnalysisParams) -> None:
+    """Write stored-precision frames with their centre times."""
+    records = np.empty(len(frames), frames_dtype(frames.mfcc.shape[1]))
+    records["time"] = frame_times(len(frames), params)
+    records["rms_db"] = frames.rms_db
+    records["mfcc"] = frames.mfcc
+    records["low"] = frames.low
     buffer = io.BytesIO()
     np.save(buffer, records, allow_pickle=False)
     # One plain write: a full disk then raises ENOSPC ("No space left on device"), where numpy's own
@@ -39,10 +42,16 @@ def save_frames(path: Path, mfcc: np.ndarray, rms_db: np.ndarray, params: Analys
         f.write(buffer.getbuffer())
 
 
-def load_frames(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mfcc [shape=(n, n_mfcc)] float16, rms_db [shape=(n,)] float16, time [shape=(n,)] float32)."""
+class OldFramesError(ValueError):
+    """A frame file from before analysis version 2 (no low-frequency profile): the audio must be re-read."""
+
+
+def load_frames(path: Path) -> tuple[Frames, np.ndarray]:
+    """(frames, centre times [shape=(n,)] float32). Raises :class:`OldFramesError` for a version-1 file."""
     records = np.load(path, allow_pickle=False)
-    return records["mfcc"], records["rms_db"], records["time"]
+    if "low" not in records.dtype.names:
+        raise OldFramesError(f"{path} holds version-1 frames (no low-frequency profile)")
+    return Frames(records["mfcc"], records["rms_db"], records["low"]), records["time"]
 
 
 def unreferenced_frame_files(library_folder: Path, referenced: set[str]) -> list[Path]:

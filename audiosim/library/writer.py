@@ -99,7 +99,7 @@ class LibraryWriter:
                     frames_file.parent.mkdir(parents=True, exist_ok=True)
                     self._frame_dirs.add(frames_file.parent)
                 written.append(frames_file)
-                save_frames(frames_file, result.mfcc, result.rms_db, params)
+                save_frames(frames_file, result.frames, params)
                 file_vectors[asset_id] = result.file_vector
                 updates.append(_indexed_row(asset_id, result, self.key, now,
                                             str(frames_file.relative_to(lib.folder))))

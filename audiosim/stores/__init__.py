@@ -88,6 +88,20 @@ def parse_store_spec(spec: str | None) -> StoreSpec:
         "http://milvus-host:19530 or postgresql://user@host/db")
 
 
+def drop_remote_store(spec: StoreSpec, name: str) -> None:
+    """Delete the table/collection of store ``name`` on a server, whatever it holds (another dimension too)."""
+    if spec.backend == "pgvector":
+        from audiosim.stores.pgvector_store import drop_table
+
+        drop_table(name, **spec.options)
+    elif spec.backend == "milvus":
+        from audiosim.stores.milvus_store import drop_collection
+
+        drop_collection(name, **spec.options)
+    else:
+        raise StoreError(f"the {spec.backend} store is not on a server")
+
+
 def open_store(backend: str, *, path: Path, name: str, dim: int, **options: object) -> VectorStore:
     """Open (or create) the store ``name`` of ``backend`` under the folder ``path``.
 

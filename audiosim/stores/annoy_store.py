@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiosim.errors import StoreError
+from audiosim.errors import StoreDimensionError, StoreError
 from audiosim.stores.base import (
     UnknownIdError,
     VectorStore,
@@ -288,7 +288,7 @@ class AnnoyStore(VectorStore):
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise StoreError(_DAMAGED.format(path=self.manifest_path, reason=str(exc)[:120])) from exc
         if int(manifest["dim"]) != self.dim:
-            raise StoreError(
+            raise StoreDimensionError(
                 f"vector store {self.manifest_path} holds {manifest['dim']}-dimensional vectors but {self.dim} "
                 "are expected (the analysis changed?); run `audiosim verify --repair` to rebuild it")
         if ids.dtype != np.int64 or vectors.shape != (len(ids), self.dim) or len(ids) != manifest["count"]:

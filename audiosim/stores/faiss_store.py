@@ -44,7 +44,7 @@ from typing import BinaryIO
 import faiss
 import numpy as np
 
-from audiosim.errors import StoreError
+from audiosim.errors import StoreDimensionError, StoreError
 from audiosim.stores.base import (
     UnknownIdError,
     VectorStore,
@@ -362,7 +362,7 @@ class FaissStore(VectorStore):
         except OSError as exc:
             raise StoreError(f"cannot read vector store file {self.index_path}: {exc}") from exc
         if index.d != self.dim:
-            raise StoreError(
+            raise StoreDimensionError(
                 f"vector store {self.index_path} holds {index.d}-dimensional vectors but {self.dim} are "
                 "expected (the analysis changed?); run `audiosim verify --repair` to rebuild it"
             )

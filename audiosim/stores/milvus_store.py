@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiosim.errors import StoreError
+from audiosim.errors import StoreDimensionError, StoreError
 from audiosim.stores.base import (
     UnknownIdError,
     VectorStore,
@@ -98,7 +98,7 @@ class MilvusStore(VectorStore):
                 fields = {f["name"]: f for f in client.describe_collection(self.collection)["fields"]}
                 stored_dim = int(fields.get("vector", {}).get("params", {}).get("dim", -1))
                 if stored_dim != self.dim or "id" not in fields:
-                    raise StoreError(
+                    raise StoreDimensionError(
                         f"Milvus collection {self.collection} at {where} holds {stored_dim}-dimensional vectors "
                         f"but {self.dim} are expected; run `audiosim verify --repair` to rebuild it")
                 client.load_collection(self.collection)
@@ -229,10 +229,6 @@ class MilvusStore(VectorStore):
             self._call("delete", self.collection, ids=present[i:i + CHUNK].tolist())
         return len(present)
 
-    def drop(self) -> None:
-        """Delete the collection (``verify --repair`` / ``store rebuild`` start again from the DB)."""
-        self._call("drop_collection", self.collection)
-
     def save(self) -> None:
         """Milvus persists every write itself; a flush seals the growing segment on a server."""
         if not self.is_lite:
@@ -257,6 +253,26 @@ class MilvusStore(VectorStore):
 
     def _error(self, exc: BaseException) -> StoreError:
         return StoreError(f"the Milvus store {redact_url(self.uri)} failed: {_reason(exc)}")
+
+
+def drop_collection(name: str, *, uri: str, prefix: str = "audiosim") -> None:
+    """Delete the collection of store ``name`` whatever it holds (``verify --repair``, ``store rebuild``)."""
+    store = MilvusStore.__new__(MilvusStore)  # no schema checks: the collection may be of another dimension
+    store.uri, store.collection, store._closed = uri, f"{prefix}_{name}", False
+    store.is_lite = not uri.startswith(("http://", "https://", "tcp://", "grpc://"))
+    store._lock = threading.Lock()
+    try:
+        with _quiet_iterator_logs():
+            store._client = pymilvus.MilvusClient(uri=uri, timeout=15)
+    except Exception as exc:  # noqa: BLE001
+        raise StoreError(f"cannot reach the Milvus store {redact_url(uri)}: {_reason(exc)}") from None
+    if store.is_lite:
+        _retain_lite(uri)
+    try:
+        if store._call("has_collection", store.collection):
+            store._call("drop_collection", store.collection)
+    finally:
+        store.close()
 
 
 # Milvus Lite runs inside this process, one server per file, holding the file's lock until released; a

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiosim.errors import StoreError
+from audiosim.errors import StoreDimensionError, StoreError
 from audiosim.stores.base import (
     UnknownIdError,
     VectorStore,
@@ -102,7 +102,7 @@ class PgvectorStore(VectorStore):
                                  f"(id bigint PRIMARY KEY, embedding vector({self.dim}) NOT NULL)")
                     self._create_index(conn)
             elif row[0] != f"vector({self.dim})":
-                raise StoreError(
+                raise StoreDimensionError(
                     f"pgvector table {self.table} at {where} holds {row[0]} but vector({self.dim}) is expected "
                     "(the analysis changed?); run `audiosim verify --repair` to rebuild it")
 
@@ -257,11 +257,6 @@ class PgvectorStore(VectorStore):
                 raise self._error(exc) from None
         return removed
 
-    def drop(self) -> None:
-        """Delete the table (``verify --repair`` / ``store rebuild`` start again from the DB)."""
-        with self._write_lock:
-            self._writer.execute(f"DROP TABLE IF EXISTS {self.table}")
-
     def save(self) -> None:
         """Nothing to do: every write has committed."""
         self._check_open()
@@ -281,6 +276,15 @@ class PgvectorStore(VectorStore):
 
     def _error(self, exc: BaseException) -> StoreError:
         return StoreError(f"the pgvector store {redact_url(self.url)} failed: {_reason(exc)}")
+
+
+def drop_table(name: str, *, url: str, prefix: str = "audiosim") -> None:
+    """Delete the table of store ``name`` whatever it holds (``verify --repair``, ``store rebuild``)."""
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {prefix}_{name}")
+    except psycopg.Error as exc:
+        raise StoreError(f"the pgvector store {redact_url(url)} failed: {_reason(exc)}") from None
 
 
 def _as_array(value) -> np.ndarray:

@@ -1,0 +1,155 @@
+"""Scoring audiosim on real sounds as a user would: through the CLI, neighbours from *other* sources only.
+
+Shared by ``bench/eval_real.py`` (the full evaluation) and ``tests/test_real_sounds.py`` (a small one).
+
+* ``index(library, folder)`` runs ``audiosim index``;
+* ``query_each(library, files, level=…, k=…)`` runs one ``audiosim query --each --json`` for all files;
+* ``cross_source_precision(results, labels)``: the share of same-class files among the 10 nearest results
+  from another source, per query, with per-class means;
+* ``baseline_vectors(files)``: the textbook recipe beside it (librosa MFCC mean + standard deviation,
+  each coefficient standardised over the corpus);
+* ``make_excerpts(...)`` / ``localization(...)``: excerpts of long recordings with gain and noise, and how
+  many are found in the right file within a tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+AUDIOSIM = [sys.executable, "-m", "audiosim"]
+
+
+def run_cli(library: Path, *args: str, timeout: float = 3600) -> str:
+    env = {**os.environ, "AUDIOSIM_LIBRARY": str(library)}
+    proc = subprocess.run([*AUDIOSIM, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"audiosim {' '.join(args[:2])} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def index(library: Path, *folders: Path) -> None:
+    run_cli(library, "index", *map(str, folders))
+
+
+def query_each(library: Path, files: Sequence[Path], *, level: str = "file", k: int = 60) -> dict[str, list]:
+    """``{query path: [result dicts]}`` from one ``audiosim query --each`` process."""
+    out = run_cli(library, "--json", "query", "--each", "--level", level, "-k", str(k), *map(str, files))
+    results = {}
+    for line in out.splitlines():
+        if line.strip():
+            doc = json.loads(line)
+            results[os.path.abspath(doc["query"])] = doc["results"]
+    return results
+
+
+def cross_source_precision(results: dict[str, list], labels: dict[str, tuple[str, str]], *,
+                           k: int = 10) -> tuple[float, dict[str, float]]:
+    """Mean share of same-class hits among the first ``k`` results from another source.
+
+    ``labels``: absolute path -> (class, source). Results from the query's own file or source are skipped.
+    """
+    scores: dict[str, list[float]] = {}
+    for query, hits in results.items():
+        cls, source = labels[query]
+        others = [labels[h["path"]][0] for h in hits
+                  if h["path"] != query and h["path"] in labels and labels[h["path"]][1] != source][:k]
+        if others:
+            scores.setdefault(cls, []).append(sum(c == cls for c in others) / len(others))
+    every = [s for v in scores.values() for s in v]
+    return float(np.mean(every)), {c: float(np.mean(v)) for c, v in sorted(scores.items())}
+
+
+def baseline_vectors(files: Sequence[Path]) -> np.ndarray:
+    """librosa MFCC (20, at 22050 Hz) mean and standard deviation per file, standardised per coefficient."""
+    import librosa
+
+    rows = []
+    for f in files:
+        y, sr = librosa.load(str(f), sr=22050, mono=True)
+        mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20)
+        rows.append(np.concatenate([mfcc.mean(1), mfcc.std(1)]))
+    x = np.array(rows)
+    return (x - x.mean(0)) / np.maximum(x.std(0), 1e-9)
+
+
+def nearest_results(vectors: np.ndarray, files: Sequence[Path], queries: Sequence[Path], *,
+                    k: int = 60) -> dict[str, list]:
+    """Results in the shape of ``query_each`` from in-memory vectors (for the baseline)."""
+    paths = [os.path.abspath(f) for f in files]
+    row = {p: i for i, p in enumerate(paths)}
+    sq = (vectors * vectors).sum(1)
+    out = {}
+    for q in queries:
+        i = row[os.path.abspath(q)]
+        d = sq - 2 * vectors @ vectors[i] + sq[i]
+        order = np.argsort(d)[: k + 1]
+        out[paths[i]] = [{"path": paths[j]} for j in order if j != i][:k]
+    return out
+
+
+def map_purity(points: list[dict], asset_labels: dict[int, tuple[str, str]], queries: set[int], *,
+               k: int = 10) -> float:
+    """Cross-source k-NN class purity in the 2-D map, over the query assets."""
+    ids = np.array([p["asset_id"] for p in points])
+    xy = np.array([[p["x"], p["y"]] for p in points])
+    cls = np.array([asset_labels[i][0] for i in ids])
+    src = np.array([asset_labels[i][1] for i in ids])
+    scores = []
+    for r in np.flatnonzero(np.isin(ids, list(queries))):
+        d = ((xy - xy[r]) ** 2).sum(1)
+        d[src == src[r]] = np.inf
+        nearest = np.argsort(d)[:k]
+        scores.append(float((cls[nearest] == cls[r]).mean()))
+    return float(np.mean(scores))
+
+
+def make_excerpts(recordings: Sequence[Path], folder: Path, count: int, *, seed: int = 0,
+                  seconds: tuple[float, float] = (1.5, 3.0), gain: tuple[float, float] = (0.5, 1.2),
+                  snr_db: float = 30.0) -> list[tuple[Path, Path, float]]:
+    """Excerpts of the recordings, louder or quieter and with white noise ``snr_db`` below the excerpt's
+    own level; returns ``[(excerpt, recording, start seconds)]``. Starts avoid near-silent stretches."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    while len(out) < count:
+        rec = recordings[int(rng.integers(len(recordings)))]
+        x, rate = sf.read(str(rec), always_2d=True)
+        x = x.mean(1)
+        length = int(rng.uniform(*seconds) * rate)
+        if len(x) <= length + rate // 10:
+            continue
+        start = int(rng.integers(0, len(x) - length))
+        clip = x[start:start + length]
+        rms = float(np.sqrt(np.mean(clip ** 2)))
+        if rms < 1e-3:  # mostly silence: nothing a user would search with
+            continue
+        clip = clip * rng.uniform(*gain) + rng.normal(0, rms * 10 ** (-snr_db / 20), len(clip))
+        path = folder / f"excerpt{len(out):03d}.wav"
+        sf.write(str(path), np.clip(clip, -1, 1).astype(np.float32), rate, subtype="PCM_16")
+        out.append((path, Path(os.path.abspath(rec)), start / rate))
+    return out
+
+
+def localization(library: Path, excerpts: list[tuple[Path, Path, float]], *,
+                 tolerance: float = 0.25) -> dict:
+    """How many excerpts find their recording as the first result, starting within ``tolerance``."""
+    results = query_each(library, [e for e, _, _ in excerpts], level="segment", k=5)
+    right, errors, wrong_file = 0, [], 0
+    for excerpt, recording, start in excerpts:
+        hits = results.get(os.path.abspath(excerpt), [])
+        if not hits or hits[0]["path"] != str(recording):
+            wrong_file += 1
+            continue
+        error = abs(hits[0]["start"] - start)
+        errors.append(error)
+        right += error <= tolerance
+    return {"count": len(excerpts), "right": right, "rate": right / len(excerpts), "wrong_file": wrong_file,
+            "median_error": float(np.median(errors)) if errors else None}
