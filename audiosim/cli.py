@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from audiosim import __version__
 from audiosim.cli_map import add_map_parser, cmd_map
 from audiosim.cli_store import add_store_parser, cmd_store
-from audiosim.errors import AudiosimError
+from audiosim.errors import AudiosimError, internal_error_summary
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 
@@ -113,11 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="surrogateescape")
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    if args.command is None:
-        from audiosim.gui import launch
-
-        return launch(library=args.library)
     try:
+        if args.command is None:
+            from audiosim.gui import launch
+
+            return launch(library=args.library)
         return COMMANDS[args.command](args)
     except AudiosimError as exc:
         if args.debug:
@@ -127,20 +127,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("audiosim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # before OSError, which it is: a closed pipe (`| head`) is not an error
+        return EXIT_OK
     except OSError as exc:
         if args.debug:
             raise
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"audiosim: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return EXIT_ERROR
-    except BrokenPipeError:
-        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - a bug: one line for the user, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"audiosim: internal error: {internal_error_summary(exc)} (run with --debug for details)",
+              file=sys.stderr)
+        return EXIT_ERROR
 
 
 def _open(args, *, writable: bool = False):
     from audiosim.library.db import Library
 
-    return Library(args.library, writable=writable, store=args.store, db_url=args.db)
+    library = Library(args.library, writable=writable, store=args.store, db_url=args.db)
+    for notice in library.notices:  # what opening did (completed, upgraded, rebuilt), one line each
+        print(f"audiosim: {notice}", file=sys.stderr)
+    return library
 
 
 def _emit(args, document, human) -> None:

@@ -41,3 +41,14 @@ class StoreDimensionError(StoreError):
 
 class QueryError(AudiosimError):
     """A query cannot be answered as asked (unknown file, empty region, ...)."""
+
+
+class LibraryIncompleteError(LibraryError):
+    """The library does not exist yet, or was left half-created; opening it writable creates or completes it."""
+
+
+def internal_error_summary(exc: BaseException, *, limit: int = 200) -> str:
+    """An unexpected exception as ``TypeName: first line of its message``, short enough for one line."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 1] + "…"

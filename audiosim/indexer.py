@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from sqlalchemy import select
 
 from audiosim.analysis import Analysis, analyze_file, fingerprint_file
+from audiosim.crashpoints import crash_point
 from audiosim.config import AUDIO_EXTENSIONS, AnalysisParams
 from audiosim.errors import DecodeError
 from audiosim.library.db import Library
@@ -242,6 +243,7 @@ def index_paths(library: Library, paths: Iterable[str | os.PathLike], *, workers
         if unfinished_scan(library) is not None:  # the last run died: it may have left frame files
             writer.sweep_orphan_frames()
         scan_id = _begin_scan(library, roots)
+        crash_point("index-scan-begun")
         state.set_status("looking for audio files")
         walk_errors: list[dict] = []
         found = dict(walk_audio(roots, walk_errors))

@@ -28,6 +28,8 @@ MAX_QUERY_WINDOWS = 40  # a longer query is subsampled evenly: the alignment nee
 CANDIDATES_PER_WINDOW = 64
 REFINE_MAX_FRAMES = 430  # ≈ 10 s of frames are plenty to place an excerpt to a frame
 NEGATIVE_WEIGHT = 2.0
+LEVEL_RANGE_DB = 30.0  # alignment compares levels down to this far below the loudest frame
+LEVEL_SCALE_DB = 6.0  # a level difference of this much costs as much as one standard unit of timbre
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +66,7 @@ class _SeedFeatures:
     frames: Frames  # the region's frames at stored precision
     windows: list[tuple[int, int]]
     vectors: np.ndarray  # window embeddings
+    window_weights: np.ndarray  # how much each window counts in an alignment's score (see _window_weights)
     file_vector: np.ndarray | None
     duration: float
 
@@ -138,7 +141,17 @@ def _seed_features(library: Library, seed: Seed) -> _SeedFeatures:
     if not windows:
         raise QueryError(f"nothing to search with: {seed.path} is silent in that region")
     return _SeedFeatures(seed, asset_id, frames, windows, embed_windows(frames, windows, params),
-                         file_embedding(frames, params), region_duration)
+                         _window_weights(frames, windows), file_embedding(frames, params), region_duration)
+
+
+def _window_weights(frames: Frames, windows: list[tuple[int, int]]) -> np.ndarray:
+    """Each window's loudest frame relative to the query's, as an amplitude ratio (10 dB down: 0.32).
+
+    A noisy excerpt's gaps are windows of noise where the indexed original has silence, and nothing
+    matches them well; weighted by loudness they cannot outvote the sounds around them."""
+    rms = frames.rms_db.astype(np.float32)
+    loudest = np.array([rms[s:e].max() for s, e in windows], np.float32)
+    return np.power(10.0, (loudest - loudest.max()) / 20.0)
 
 
 def _unchanged(asset: Asset, path: str) -> bool:
@@ -185,6 +198,7 @@ def _sequence_candidates(library: Library, seed: _SeedFeatures, k: int, allowed:
                      .round().astype(int))
     windows = [seed.windows[i] for i in pick]
     vectors = seed.vectors[pick]
+    weights = seed.window_weights[pick]
     store = library.store("segments")
     n_per_window = max(CANDIDATES_PER_WINDOW, 4 * k) if len(windows) > 1 else 4 * k + 16
     distances, ids = store.search(vectors, n_per_window, allow_ids=_allowed_segment_ids(library, allowed))
@@ -204,13 +218,13 @@ def _sequence_candidates(library: Library, seed: _SeedFeatures, k: int, allowed:
     tolerance = params.segment_hop_seconds * 0.75
     candidates = []
     for asset_id, asset_votes in votes.items():
-        candidates += _alignments(asset_id, asset_votes, miss, tolerance, seed.duration)
+        candidates += _alignments(asset_id, asset_votes, miss, weights, tolerance, seed.duration)
     candidates.sort(key=lambda c: c.distance)
     candidates = candidates[: 3 * k + 10]
     return _refine(library, seed, candidates)
 
 
-def _alignments(asset_id: int, votes: list, miss: np.ndarray, tolerance: float,
+def _alignments(asset_id: int, votes: list, miss: np.ndarray, weights: np.ndarray, tolerance: float,
                 span: float) -> list[_Candidate]:
     """Group one asset's votes into alignments; score each over all query windows."""
     votes.sort()
@@ -224,7 +238,7 @@ def _alignments(asset_id: int, votes: list, miss: np.ndarray, tolerance: float,
         best = miss.copy()
         np.minimum.at(best, window[lo:hi], dist[lo:hi])
         nearest = lo + int(np.argmin(dist[lo:hi]))
-        found.append(_Candidate(asset_id, float(np.median(times[lo:hi])), float(best.mean()),
+        found.append(_Candidate(asset_id, float(np.median(times[lo:hi])), float(np.average(best, weights=weights)),
                                 int(segment[nearest])))
     found.sort(key=lambda c: c.distance)
     kept: list[_Candidate] = []
@@ -263,8 +277,9 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate])
         if own:
             shifted = [(s + best_offset, e + best_offset) for s, e in own]
             vectors = embed_windows(target, shifted, params)
-            mine = seed.vectors[[index[w] for w in own]]
-            c.distance = float(np.linalg.norm(vectors - mine, axis=1).mean())
+            rows = [index[w] for w in own]
+            c.distance = float(np.average(np.linalg.norm(vectors - seed.vectors[rows], axis=1),
+                                          weights=seed.window_weights[rows]))
         c.start = max(0.0, best_offset * fs)
         c.end = min(float(asset.duration or 0.0), c.start + span_frames * fs)
         refined.append(c)
@@ -272,18 +287,22 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate])
 
 
 def _alignment_features(frames: Frames) -> tuple[np.ndarray, np.ndarray]:
-    """Frames for alignment: MFCC c1.. on one footing (level-free), and each frame's weight, its power
-    relative to the loudest frame: the gaps of a noisy excerpt, which the clean original has as silence,
-    then count for next to nothing."""
-    features = frames.mfcc[:, 1:].astype(np.float32) * transform().frame_scale
+    """Frames for alignment: MFCC c1.. on one footing (level-free) and, last, the level in dB; and each
+    frame's weight, its power relative to the loudest frame: the gaps of a noisy excerpt, which the clean
+    original has as silence, then count for next to nothing."""
     rms = frames.rms_db.astype(np.float32)
+    features = np.column_stack([frames.mfcc[:, 1:].astype(np.float32) * transform().frame_scale, rms])
     weights = np.power(10.0, (rms - rms.max(initial=-100.0)) / 10.0) if len(rms) else rms
     return features, weights.astype(np.float32)
 
 
 def _best_offset(query: np.ndarray, weights: np.ndarray, target: np.ndarray, guess: int, radius: int) -> int:
     """The frame offset of ``query`` in ``target`` near ``guess`` with the least power-weighted mean squared
-    difference (offsets where less than half of the query overlaps the target are not considered)."""
+    difference (offsets where less than half of the query overlaps the target are not considered).
+
+    The last column is the level: compared after removing the gain that fits best at each offset (an
+    excerpt may be louder or quieter) and clipped 30 dB below the loudest frame on either side, it tells
+    apart the moments of a decaying note whose spectrum barely changes."""
     nq, nt = len(query), len(target)
     pad = nq // 2
     lo = max(-pad, guess - radius)
@@ -294,11 +313,17 @@ def _best_offset(query: np.ndarray, weights: np.ndarray, target: np.ndarray, gue
     padded = np.full((nt + 2 * nq, target.shape[1]), np.nan, np.float32)
     padded[nq:nq + nt] = target
     span = padded[lo + nq: hi + nq + nq]
-    windows = np.lib.stride_tricks.sliding_window_view(span, nq, axis=0)  # (n_off, d, nq)
-    per_frame = np.square(windows.transpose(0, 2, 1) - query).sum(axis=2)  # (n_off, nq)
+    windows = np.lib.stride_tricks.sliding_window_view(span, nq, axis=0).transpose(0, 2, 1)  # (n_off, nq, d)
+    per_frame = np.square(windows[:, :, :-1] - query[:, :-1]).sum(axis=2)  # (n_off, nq)
     overlap = ~np.isnan(per_frame)
-    mass = (weights * overlap).sum(axis=1)
-    costs = np.where(mass > 0, np.nansum(per_frame * weights, axis=1) / np.maximum(mass, 1e-30), np.inf)
+    mass = np.maximum((weights * overlap).sum(axis=1), 1e-30)
+    level_q = np.maximum(query[:, -1] - query[:, -1].max(), -LEVEL_RANGE_DB)
+    level_t = windows[:, :, -1]
+    level_t = np.maximum(level_t - np.nanmax(level_t, axis=1, keepdims=True), -LEVEL_RANGE_DB)
+    gap = level_q - level_t
+    gain = np.nansum(gap * weights, axis=1, keepdims=True) / mass[:, None]
+    per_frame += np.square((gap - gain) / LEVEL_SCALE_DB)
+    costs = np.where(overlap.any(axis=1), np.nansum(per_frame * weights, axis=1) / mass, np.inf)
     return lo + int(np.argmin(costs))
 
 

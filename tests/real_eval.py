@@ -8,6 +8,7 @@ Shared by ``bench/eval_real.py`` (the full evaluation) and ``tests/test_real_sou
   from another source, per query, with per-class means;
 * ``baseline_vectors(files)``: the textbook recipe beside it (librosa MFCC mean + standard deviation,
   each coefficient standardised over the corpus);
+* ``distinct_recordings(files)``: one file per recording (no velocity layers of the same hit);
 * ``make_excerpts(...)`` / ``localization(...)``: excerpts of long recordings with gain and noise, and how
   many are found in the right file within a tolerance.
 """
@@ -109,6 +110,19 @@ def map_purity(points: list[dict], asset_labels: dict[int, tuple[str, str]], que
         nearest = np.argsort(d)[:k]
         scores.append(float((cls[nearest] == cls[r]).mean()))
     return float(np.mean(scores))
+
+
+def distinct_recordings(files: dict) -> list[Path]:
+    """One file per recording: velocity layers of one drum (which sound the same once the level is
+    normalised) and the kits of one family that share samples collapse to a single file, so that an
+    excerpt's audio exists in one place only. ``files``: path -> Label; sorted, deterministic."""
+    import re
+
+    chosen: dict[tuple[str, str], Path] = {}
+    for path in sorted(files):
+        key = (files[path].source, re.sub(r"_v\d+$", "", Path(path).stem))
+        chosen.setdefault(key, Path(path))
+    return sorted(chosen.values())
 
 
 def make_excerpts(recordings: Sequence[Path], folder: Path, count: int, *, seed: int = 0,

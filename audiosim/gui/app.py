@@ -82,9 +82,12 @@ def _warm_up_maps() -> None:
 
 
 def run(library: str | None = None) -> int:
+    from audiosim.gui.error_dialog import install_error_dialog
+
     started = time.perf_counter()
     app = create_app()
     window = create_window(library)
+    install_error_dialog(window)  # a bug shows a dialog instead of a traceback, and the window goes on
     window.warmedUp.connect(_warm_up_maps)
     if os.environ.get("AUDIOSIM_GUI_SMOKE"):  # start-up check: report when shown, then quit
         from PySide6.QtCore import QTimer

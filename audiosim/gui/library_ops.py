@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import func, or_, select
 
+from audiosim.errors import LibraryIncompleteError
 from audiosim.library.db import DB_FILE, Library
 from audiosim.library.location import POINTER_FILE
 from audiosim.library.models import Asset, Scan
@@ -67,10 +68,18 @@ def storage_info(library: Library) -> dict:
     return {"store": stats["store"], "store_spec": library.store_spec.text, "db": stats["db"]}
 
 
-def ensure_library(folder: str | os.PathLike) -> None:
-    """Create the library if it does not exist yet (open writable once, then close: the lock is released)."""
-    if not library_exists(folder):
-        Library(folder, writable=True).close()
+def ensure_library(folder: str | os.PathLike) -> list[str]:
+    """Create the library if it does not exist yet, or complete one an interrupted run left half-created
+    (open writable once, then close: the lock is released); returns what was done, one line each."""
+    if library_exists(folder):
+        try:
+            Library(folder).close()
+            return []
+        except LibraryIncompleteError:
+            pass
+    library = Library(folder, writable=True)
+    library.close()
+    return library.notices
 
 
 def _under(column, root: str):

@@ -172,6 +172,20 @@ class MainWindow(QMainWindow, QueryActions, WindowActions):
         box.show()
         self.errorShown.emit(text)
 
+    def show_internal_error(self, summary: str, details: str) -> None:
+        """An unexpected exception (a bug): one line, the traceback under "Show Details…"; the window goes on."""
+        self.last_error = summary
+        self.statusBar().showMessage(f"Internal error: {summary}", 15000)
+        box = QMessageBox(QMessageBox.Icon.Critical, "Internal error",
+                          f"Something went wrong inside audiosim:\n{summary}\n\nThe window keeps working; "
+                          "the details below help a bug report.", QMessageBox.StandardButton.Ok, self)
+        box.setDetailedText(details)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.setObjectName("internalErrorDialog")
+        box.show()
+        self.errorShown.emit(summary)
+
     # -- library ------------------------------------------------------------------------------------------
     def open_library(self, folder: str | os.PathLike | None = None) -> bool:
         """Open (creating it if needed) a library for reading, in a worker; ``libraryOpened`` follows."""
@@ -195,6 +209,8 @@ class MainWindow(QMainWindow, QueryActions, WindowActions):
         old, self.reader = self.reader, reader
         if old is not None:
             QTimer.singleShot(5000, old.close)  # a running query may still hold it
+        if reader.notices:  # what opening did (e.g. completed a half-created library)
+            self.statusBar().showMessage("; ".join(reader.notices), 15000)
         self.audition.cache.clear()
         self.hits = []
         self.results.set_hits([])
@@ -403,8 +419,9 @@ def _open_reader(folder: str, pending: list[str]):
     from audiosim.indexer import unfinished_scan
     from audiosim.library.db import Library
 
-    library_ops.ensure_library(folder)
+    notices = library_ops.ensure_library(folder)
     reader = Library(folder)
+    reader.notices[:0] = notices
     try:
         roots = pending or unfinished_scan(reader) or []
     except Exception:  # noqa: BLE001 - an old or odd library: nothing to resume

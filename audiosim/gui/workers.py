@@ -139,6 +139,8 @@ class WriterThread(QThread):
 
         try:
             with Library(self.library_folder, writable=True) as library:
+                if library.notices:  # what opening did (completed, upgraded, rebuilt): shown as a status
+                    _emit(self.signals.status, "; ".join(library.notices))
                 self.result = self.job(library, self.state)
         except BaseException as exc:  # noqa: BLE001 - shown to the user, the window goes on
             exc.traceback_text = traceback.format_exc()  # type: ignore[attr-defined]

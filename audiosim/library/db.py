@@ -12,34 +12,33 @@ Readers open without the lock and never block the writer (SQLite WAL).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import create_engine, event, func, inspect, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audiosim.config import AnalysisParams, analysis_key, default_library_dir
-from audiosim.errors import LibraryError, LibraryLockedError
+from audiosim.crashpoints import crash_point
+from audiosim.errors import LibraryError, LibraryIncompleteError, LibraryLockedError
 from audiosim.library.location import DatabaseWriterLock, display_db_url, remember_db_url, resolve_db_url
-from audiosim.library.models import STATUS_FAILED, STATUS_INDEXED, Asset, Base, Meta, Segment
+from audiosim.library.models import STATUS_FAILED, STATUS_INDEXED, Asset, Meta, Segment
+from audiosim.library.schema import MIGRATIONS, SCHEMA_VERSION, prepare_schema, write_meta  # noqa: F401
 
 if TYPE_CHECKING:
     from audiosim.features.mfcc import Frames
 
-SCHEMA_VERSION = 1
-
-# Data migrations from version N to N+1; new columns are added automatically (see _add_missing_columns).
-MIGRATIONS: dict[int, callable] = {}
-
 DB_FILE = "library.db"
 LOCK_FILE = "library.lock"
+STORES_OUTDATED = "stores_outdated"  # meta key: rebuild the vector stores from the DB on the next write
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -49,6 +48,21 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+    # pysqlite only opens a transaction before INSERT/UPDATE/DELETE, so CREATE and ALTER TABLE would
+    # commit on their own; _sqlite_begin issues the BEGIN instead, and DDL commits with the rest.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def transactional_sqlite(engine: Engine) -> Engine:
+    """Make every SQLAlchemy transaction on this SQLite engine a real one, schema changes included
+    (SQLAlchemy's documented recipe for pysqlite)."""
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
 
 
 def _read_only_engine(db_file: Path) -> Engine:
@@ -90,32 +104,39 @@ class Library:
         self._lock = None
         self._db_lock = None
         self._stores: dict[str, object] = {}
+        self.notices: list[str] = []  # what opening did to the library (completed, upgraded...), one line each
         custom_url = resolve_db_url(self.folder, db_url)
         self.db_url = custom_url or f"sqlite:///{self.folder / DB_FILE}"
         is_sqlite = self.db_url.startswith("sqlite")
         if writable:
             self._create_folder()
+            crash_point("library-folder-created")
             if is_sqlite:  # a server DB is locked in the DB itself (below): it works across machines
                 self._acquire_lock()
+            crash_point("lock-acquired")
         if not custom_url and not writable and not (self.folder / DB_FILE).exists():
-            raise LibraryError(f"no library at {self.folder}: index a folder first (`audiosim index PATH`)")
+            raise LibraryIncompleteError(f"no library at {self.folder}: index a folder first "
+                                         "(`audiosim index PATH`)")
         try:
             if not custom_url and not writable:
                 self.engine: Engine = _read_only_engine(self.folder / DB_FILE)
             else:
                 self.engine = create_engine(self.db_url)
                 if is_sqlite:
-                    event.listen(self.engine, "connect", _sqlite_pragmas)
+                    transactional_sqlite(self.engine)
             self.Session = sessionmaker(self.engine, expire_on_commit=False)
             if writable and not is_sqlite:
                 where = f"{self.folder} ({display_db_url(self.db_url)})"
                 self._db_lock = DatabaseWriterLock(self.engine, where)
-            self._prepare_schema(params)
+            crash_point("database-opened")
+            self.params = prepare_schema(self, params)
             self._settle_store_spec(store)
             if writable and custom_url:
                 remember_db_url(self.folder, custom_url)
             if self._db_lock is not None:
                 self._db_lock.record_owner(self.set_meta)
+            if writable:
+                self.rebuild_outdated_stores()
         except ModuleNotFoundError as exc:  # the PostgreSQL driver
             self.close()
             raise LibraryError(f"the metadata DB {display_db_url(self.db_url)} needs {exc.name}: "
@@ -155,52 +176,6 @@ class Library:
         except OSError:
             pass
 
-    def _prepare_schema(self, params: AnalysisParams | None) -> None:
-        with self.engine.connect() as conn:
-            has_meta = inspect(conn).has_table("meta")
-        if not has_meta:
-            if not self.writable:
-                raise LibraryError(f"no library at {self.folder}: index a folder first")
-            Base.metadata.create_all(self.engine)
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
-            self.set_meta("analysis_params", (params or AnalysisParams()).to_json())
-            self.set_meta("store_backend", "faiss")
-        version = int(self.get_meta("schema_version") or 0)
-        if version > SCHEMA_VERSION:
-            raise LibraryError(f"library {self.folder} was written by a newer audiosim "
-                               f"(schema {version} > {SCHEMA_VERSION}); upgrade audiosim")
-        if version < SCHEMA_VERSION or self._missing_columns():
-            if not self.writable:
-                raise LibraryError("library needs an upgrade: run any writing command "
-                                   "(e.g. `audiosim verify --repair`) once")
-            self._migrate(version)
-        self.params = AnalysisParams.from_json(self.get_meta("analysis_params"))
-
-    def _missing_columns(self) -> list[tuple[str, object]]:
-        with self.engine.connect() as conn:
-            insp = inspect(conn)
-            missing = []
-            for table in Base.metadata.sorted_tables:
-                if not insp.has_table(table.name):
-                    continue
-                present = {c["name"] for c in insp.get_columns(table.name)}
-                missing += [(table.name, col) for col in table.columns if col.name not in present]
-            return missing
-
-    def _migrate(self, version: int) -> None:
-        db_file = self.folder / DB_FILE
-        if self.db_url.startswith("sqlite") and db_file.exists():
-            shutil.copy2(db_file, db_file.with_suffix(f".db.backup-v{version}"))
-        Base.metadata.create_all(self.engine)  # new tables
-        with self.engine.begin() as conn:
-            for table, column in self._missing_columns():
-                col_type = column.type.compile(self.engine.dialect)
-                conn.execute(text(f'ALTER TABLE "{table}" ADD COLUMN "{column.name}" {col_type}'))
-        for step in range(version, SCHEMA_VERSION):
-            if step in MIGRATIONS:
-                MIGRATIONS[step](self)
-        self.set_meta("schema_version", str(SCHEMA_VERSION))
-
     # -- meta -----------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         with self.Session() as s:
@@ -208,8 +183,58 @@ class Library:
             return row.value if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.Session.begin() as s:
-            s.merge(Meta(key=key, value=value))
+        self.update_meta({key: value})
+
+    def update_meta(self, values: Mapping[str, str], *, conn: Connection | None = None) -> None:
+        """Set several meta keys at once: all of them are committed, or none.
+
+        With ``conn`` (from :meth:`transaction`) they commit with the rest of that transaction."""
+        if conn is not None:
+            write_meta(conn, dict(values))
+            return
+        with self.transaction() as own:
+            write_meta(own, dict(values))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction on the metadata DB: what is written through it commits together, or not at all.
+
+        This is the place for any multi-step change of what a library *means*, such as the upgrade of a
+        library to a new analysis version or a switch of vector-store backend::
+
+            with library.transaction() as conn:
+                conn.execute(update(Segment)...)            # the new embeddings / rows
+                library.update_meta({"analysis_params": new.to_json()}, conn=conn)
+                library.mark_stores_outdated(conn)          # vectors changed under the same ids
+            library.params = new
+            library.rebuild_outdated_stores()               # or let the next writer that opens it do it
+
+        A kill before the commit leaves the old parameters with the old rows; after it, the new with the
+        new. Frame files written for it go under fresh names first (an unfinished upgrade leaves only
+        orphans, swept by the next run). The vector stores follow the DB: ``mark_stores_outdated`` makes
+        the next writer that opens the library rebuild them from the DB (and say so in :attr:`notices`),
+        so even a kill right after the commit cannot leave stale vectors behind.
+        """
+        with self.engine.begin() as conn:
+            yield conn
+            crash_point("meta-updated")
+
+    def mark_stores_outdated(self, conn: Connection) -> None:
+        """Inside :meth:`transaction`: the vectors in the stores no longer match the DB's embeddings."""
+        write_meta(conn, {STORES_OUTDATED: "1"})
+
+    def rebuild_outdated_stores(self) -> None:
+        """Writable: if :meth:`mark_stores_outdated` was committed, rebuild both stores from the DB now."""
+        if self.get_meta(STORES_OUTDATED) != "1":
+            return
+        from audiosim.library.writer import LibraryWriter
+
+        for name in ("segments", "files"):
+            self.discard_store(name)
+        LibraryWriter(self).reconcile()  # saved before the flag is cleared: a kill just repeats this
+        with self.transaction() as conn:
+            conn.execute(Meta.__table__.delete().where(Meta.__table__.c.key == STORES_OUTDATED))
+        self.notices.append("rebuilt the vector stores from the database (their vectors were outdated)")
 
     # -- vector stores --------------------------------------------------------------------------------
     @property

@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import select
 
 from audiosim.analysis import fingerprint_file
+from audiosim.crashpoints import crash_point
 from audiosim.errors import StoreError
 from audiosim.library.db import Library
 from audiosim.library.frames import unreferenced_frame_files
@@ -97,8 +98,11 @@ def verify(library: Library, *, repair: bool = False, workers: int | None = None
 
     for name in raw.get("damaged_stores", []):
         library.discard_store(name)
+    # Each step below commits on its own and leaves a library that the next `verify --repair` picks up
+    # from: a kill between them loses no repair already done.
     writer = LibraryWriter(library)
     repaired = {"vectors": writer.reconcile()}
+    crash_point("repair-vectors-reconciled")
     gone = raw.get("vanished", []) + [a for a in raw.get("missing_frames", []) if not os.path.exists(a.path)]
     if gone:
         writer.commit(removed_asset_ids=sorted({a.id for a in gone}))

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from audiosim.analysis import Analysis
 from audiosim.config import analysis_key
+from audiosim.crashpoints import crash_point
 from audiosim.errors import LibraryError
 from audiosim.library.db import Library, db_reason
 from audiosim.library.frames import frames_path, save_frames, unreferenced_frame_files
@@ -64,6 +65,7 @@ class LibraryWriter:
                 path.unlink(missing_ok=True)
             reason = db_reason(exc) if isinstance(exc, SQLAlchemyError) else (exc.strerror or str(exc))
             raise LibraryError(f"cannot write to the library {self.library.folder}: {reason}") from exc
+        crash_point("index-batch-committed")
 
     def _commit(self, analyses, failures, removed_asset_ids, written: list[Path]) -> None:
         # Set-based statements, a handful per batch whatever its size: the writer must keep up with
@@ -151,6 +153,7 @@ class LibraryWriter:
                 raise LibraryError(f"cannot save the vector store in {self.library.folder}: "
                                    f"{exc.strerror or exc}") from exc
             self._dirty = False
+            crash_point("index-stores-saved")
 
     # -- agreement between DB and stores ---------------------------------------------------------------
     def reconcile(self) -> dict[str, int]:

@@ -1,0 +1,50 @@
+"""Named moments where a test can make the process die, to prove each multi-step write is crash-safe.
+
+``AUDIOSIM_TEST_KILL_AT=<step>`` makes the process SIGKILL itself (and its worker processes) the first time
+it reaches ``crash_point("<step>")``; ``<step>#N`` waits for the N-th time. A kill chosen this way lands at
+exactly the same place on a fast or a cold machine, which a timer cannot promise.
+
+Steps (in the order a first ``audiosim index`` reaches them):
+
+``library-folder-created``, ``lock-acquired``, ``database-opened``, ``schema-tables-created`` (inside the
+creating transaction), ``schema-meta-written`` (same transaction, before its commit), ``schema-committed``,
+``migration-backup-written``, ``migration-columns-added`` (inside the migrating transaction),
+``meta-updated`` (inside :meth:`audiosim.library.db.Library.transaction` before its commit),
+``index-scan-begun``, ``index-batch-committed`` (DB committed, vector stores not yet saved),
+``index-stores-saved``; in ``verify --repair``: ``repair-vectors-reconciled``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+KILL_AT_ENV = "AUDIOSIM_TEST_KILL_AT"
+
+_reached: dict[str, int] = {}
+
+
+def crash_point(step: str) -> None:
+    """SIGKILL this process here if ``AUDIOSIM_TEST_KILL_AT`` names ``step`` (cheap when it does not)."""
+    wanted = os.environ.get(KILL_AT_ENV)
+    if not wanted or not wanted.startswith(step):
+        return
+    name, _, nth = wanted.partition("#")
+    if name != step:
+        return
+    _reached[step] = _reached.get(step, 0) + 1
+    if _reached[step] < int(nth or 1):
+        return
+    _kill_children()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _kill_children() -> None:
+    # Worker processes would otherwise wait forever for jobs from a parent that is gone.
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        try:
+            os.kill(child.pid, signal.SIGKILL)
+        except OSError:
+            pass
