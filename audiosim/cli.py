@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from audiosim import __version__
 from audiosim.cli_map import add_map_parser, cmd_map
+from audiosim.cli_store import add_store_parser, cmd_store
 from audiosim.errors import AudiosimError, internal_error_summary
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
@@ -24,15 +25,47 @@ ASSET_JSON_FIELDS = ("id", "path", "name", "folder", "status", "error", "duratio
                      "n_segments")
 
 
+GLOBAL_OPTIONS_HELP = """global options (before or after the command):
+  --library DIR   library folder (default: $AUDIOSIM_LIBRARY or the platform's user data folder)
+  --store SPEC    vector store of a new library, remembered by it: faiss (default), annoy,
+                  milvus:///path/vectors.db (Milvus Lite), http://host:19530 (Milvus server),
+                  postgresql://user@host/db (pgvector)
+  --db URL        metadata database of a new library instead of DIR/library.db (e.g.
+                  postgresql://user@host/db), remembered in DIR/library.json; default $AUDIOSIM_DB_URL
+  --json          print one JSON document on stdout
+  --debug         show tracebacks and debug logs"""
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The options every command takes. On the subcommands they default to SUPPRESS, so a value given
+    before the command is kept unless it is given again after it (the later one wins)."""
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
+    hide = argparse.SUPPRESS if suppress else None  # documented once, in the main help
+    parser.add_argument("--library", metavar="DIR", default=default(None), help=hide or "library folder")
+    parser.add_argument("--store", metavar="SPEC", default=default(None), help=hide or "vector store spec")
+    parser.add_argument("--db", metavar="URL", default=default(None), help=hide or "metadata database URL")
+    parser.add_argument("--json", action="store_true", default=default(False), help=hide or "JSON output")
+    parser.add_argument("--debug", action="store_true", default=default(False), help=hide or "tracebacks")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="audiosim", description="Find, hear and map similar sounds. With no command, opens the window.")
+        prog="audiosim", description="Find, hear and map similar sounds. With no command, opens the window.",
+        epilog=GLOBAL_OPTIONS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"audiosim {__version__}")
-    parser.add_argument("--library", metavar="DIR",
-                        help="library folder (default: $AUDIOSIM_LIBRARY or the platform's user data folder)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    _add_global_options(parser, suppress=False)
+    common = argparse.ArgumentParser(add_help=False)
+    _add_global_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    real_add_parser = sub.add_parser
+
+    def add_parser(name, **kwargs):  # every command takes the global options too
+        return real_add_parser(name, parents=[common, *kwargs.pop("parents", [])], **kwargs)
+
+    sub.add_parser = add_parser
+    sub.global_options = common  # for commands with actions of their own (`store copy`)
 
     p = sub.add_parser("index", help="index files and folders (recursive, incremental)")
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -53,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("assets", help="list assets and their metadata")
     p.add_argument("--filter", metavar="EXPR", help="e.g. 'avg_loudness > -18 dB and duration < 2s'")
 
-    sub.add_parser("stats", help="library size and vector store")
+    sub.add_parser("stats", help="library size, vector store and metadata database")
 
     p = sub.add_parser("verify", help="check that the vector store and the metadata DB agree")
     p.add_argument("--repair", action="store_true", help="fix what is found")
@@ -67,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, metavar="N", help="analysis processes (default: cores)")
 
     add_map_parser(sub)
+    add_store_parser(sub)
     return parser
 
 
@@ -112,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _open(args, *, writable: bool = False):
     from audiosim.library.db import Library
 
-    library = Library(args.library, writable=writable)
+    library = Library(args.library, writable=writable, store=args.store, db_url=args.db)
     for notice in library.notices:  # what opening did (completed, upgraded, rebuilt), one line each
         print(f"audiosim: {notice}", file=sys.stderr)
     return library
@@ -231,7 +265,7 @@ def cmd_assets(args) -> int:
 def cmd_stats(args) -> int:
     with _open(args) as library:
         doc = library.stats()
-    _emit(args, doc, lambda d: print("\n".join(f"{k:>9}: {v}" for k, v in d.items())))
+    _emit(args, doc, lambda d: print("\n".join(f"{k:>14}: {v}" for k, v in d.items())))
     return EXIT_OK
 
 
@@ -274,7 +308,7 @@ def cmd_upgrade(args) -> int:
 
 
 COMMANDS = {"index": cmd_index, "query": cmd_query, "assets": cmd_assets, "stats": cmd_stats,
-            "verify": cmd_verify, "map": cmd_map, "upgrade": cmd_upgrade}
+            "verify": cmd_verify, "map": cmd_map, "upgrade": cmd_upgrade, "store": cmd_store}
 
 
 if __name__ == "__main__":  # pragma: no cover

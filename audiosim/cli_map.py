@@ -39,8 +39,6 @@ def add_map_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-points", type=int, default=None, metavar="N",
                    help="map a random sample of N points when the result set is larger")
     p.add_argument("--gui", action="store_true", help="open the map window instead of printing")
-    # Also accepted after the command (`audiosim map ... --json`); SUPPRESS keeps a global --json.
-    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document")
     return p
 
 
@@ -102,7 +100,7 @@ def _open_window(args) -> int:
     folder = Path(args.library).expanduser() if args.library else default_library_dir()
     hits = None
     if args.similar_to:
-        with Library(folder) as library:
+        with Library(folder, store=args.store, db_url=args.db) as library:
             hits = _similar(library, args)
     try:
         from PySide6.QtWidgets import QApplication

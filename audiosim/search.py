@@ -272,7 +272,7 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate])
             frames_cache[c.asset_id] = library.load_frames(asset)
         target = frames_cache[c.asset_id]
         guess = int(round(c.start / fs))
-        best_offset = _best_offset(query, weights, _alignment_features(target)[0], guess, radius)
+        best_offset = _climb(query, weights, _alignment_features(target)[0], guess, radius)
         own = [w for w in seed.windows if w[0] + best_offset >= 0 and w[1] + best_offset <= len(target)]
         if own:
             shifted = [(s + best_offset, e + best_offset) for s, e in own]
@@ -294,6 +294,18 @@ def _alignment_features(frames: Frames) -> tuple[np.ndarray, np.ndarray]:
     features = np.column_stack([frames.mfcc[:, 1:].astype(np.float32) * transform().frame_scale, rms])
     weights = np.power(10.0, (rms - rms.max(initial=-100.0)) / 10.0) if len(rms) else rms
     return features, weights.astype(np.float32)
+
+
+def _climb(query: np.ndarray, weights: np.ndarray, target: np.ndarray, guess: int, radius: int,
+           steps: int = 4) -> int:
+    """:func:`_best_offset`, searched again from the edge while the best lies on it: the votes of a
+    sustained sound, whose windows all look alike, can place an alignment further off than one radius."""
+    best = _best_offset(query, weights, target, guess, radius)
+    for _ in range(steps):
+        if abs(best - guess) < radius:
+            break
+        guess, best = best, _best_offset(query, weights, target, best, radius)
+    return best
 
 
 def _best_offset(query: np.ndarray, weights: np.ndarray, target: np.ndarray, guess: int, radius: int) -> int:

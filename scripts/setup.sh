@@ -2,6 +2,8 @@
 # Set up audiosim in ./.venv (system libraries via apt when run as root), then run it.
 #   bash scripts/setup.sh app [ARGS...]   set up, then launch the app (or the CLI with ARGS)
 #   bash scripts/setup.sh test [PYTEST ARGS...]   set up with test extras, then run the test suite
+#   AUDIOSIM_EXTRAS=stores bash scripts/setup.sh app   also install optional extras (stores = milvus,
+#                                                       pgvector and annoy; or any of them, comma-separated)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,8 +37,8 @@ PYTHON="${PYTHON:-python3}"
 if [[ ! -x .venv/bin/python ]]; then
   "$PYTHON" -m venv .venv
 fi
-extras="gui"
-[[ "$mode" == test ]] && extras="gui,test"
+extras="gui${AUDIOSIM_EXTRAS:+,$AUDIOSIM_EXTRAS}"
+[[ "$mode" == test ]] && extras="$extras,test"  # the test extra includes every store backend
 stamp=".venv/.audiosim-installed-$(sha1sum pyproject.toml | cut -c1-12)-$extras"
 if [[ ! -f "$stamp" ]]; then
   .venv/bin/python -m pip install -q --upgrade pip >&2

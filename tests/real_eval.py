@@ -68,31 +68,41 @@ def cross_source_precision(results: dict[str, list], labels: dict[str, tuple[str
     return float(np.mean(every)), {c: float(np.mean(v)) for c, v in sorted(scores.items())}
 
 
-def baseline_vectors(files: Sequence[Path]) -> np.ndarray:
-    """librosa MFCC (20, at 22050 Hz) mean and standard deviation per file, standardised per coefficient."""
+def baseline_vectors(files: Sequence[Path], *, window: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """librosa MFCC (20, at 22050 Hz) mean and standard deviation, standardised per coefficient: per file,
+    or per window of ``window`` frames every ``window // 2`` (segments). Returns (vectors, file row)."""
     import librosa
 
-    rows = []
-    for f in files:
+    rows, owner = [], []
+    for i, f in enumerate(files):
         y, sr = librosa.load(str(f), sr=22050, mono=True)
         mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20)
-        rows.append(np.concatenate([mfcc.mean(1), mfcc.std(1)]))
+        n = mfcc.shape[1]
+        width = n if window is None else min(window, n)
+        starts = range(0, max(1, n - width + 1), max(1, width // 2)) if window else [0]
+        for s in starts:
+            block = mfcc[:, s:s + width]
+            rows.append(np.concatenate([block.mean(1), block.std(1)]))
+            owner.append(i)
     x = np.array(rows)
-    return (x - x.mean(0)) / np.maximum(x.std(0), 1e-9)
+    return (x - x.mean(0)) / np.maximum(x.std(0), 1e-9), np.array(owner)
 
 
-def nearest_results(vectors: np.ndarray, files: Sequence[Path], queries: Sequence[Path], *,
-                    k: int = 60) -> dict[str, list]:
-    """Results in the shape of ``query_each`` from in-memory vectors (for the baseline)."""
+def nearest_results(vectors: tuple[np.ndarray, np.ndarray], files: Sequence[Path], queries: Sequence[Path],
+                    *, k: int = 60) -> dict[str, list]:
+    """Results in the shape of ``query_each`` from in-memory (vectors, file row) — for the baseline. A
+    result's distance is its nearest to any of the query's own vectors."""
+    x, owner = vectors
     paths = [os.path.abspath(f) for f in files]
     row = {p: i for i, p in enumerate(paths)}
-    sq = (vectors * vectors).sum(1)
+    sq = (x * x).sum(1)
     out = {}
     for q in queries:
-        i = row[os.path.abspath(q)]
-        d = sq - 2 * vectors @ vectors[i] + sq[i]
-        order = np.argsort(d)[: k + 1]
-        out[paths[i]] = [{"path": paths[j]} for j in order if j != i][:k]
+        mine = np.flatnonzero(owner == row[os.path.abspath(q)])
+        d = (sq[:, None] - 2 * x @ x[mine].T + sq[mine][None, :]).min(axis=1)
+        d[mine] = np.inf
+        order = np.argsort(d)[:k]
+        out[paths[row[os.path.abspath(q)]]] = [{"path": paths[owner[j]]} for j in order]
     return out
 
 

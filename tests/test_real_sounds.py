@@ -38,7 +38,8 @@ def test_cross_kit_ranking_beats_the_mfcc_baseline_by_far(held_out):
     ours, per_class = real_eval.cross_source_precision(real_eval.query_each(library, queries, level="file"),
                                                        labels)
     baseline, _ = real_eval.cross_source_precision(
-        real_eval.nearest_results(real_eval.baseline_vectors(sorted(labels)), sorted(labels), queries), labels)
+        real_eval.nearest_results(real_eval.baseline_vectors(sorted(labels)), sorted(labels),
+                                  queries), labels)
     assert len(queries) >= 200
     assert ours >= 0.70, (ours, per_class)
     assert ours - baseline >= 0.15, (ours, baseline)

@@ -27,6 +27,15 @@ def _samples(folder, n=8):
     return sorted(folder.iterdir())
 
 
+def _indexed_twice(tmp_path):
+    """Sample files, and two libraries of them: one to age, one fresh to compare with."""
+    paths = _samples(tmp_path / "audio")
+    fresh, lib = tmp_path / "fresh", tmp_path / "lib"
+    for library in (fresh, lib):
+        assert run_cli("index", tmp_path / "audio", library=library).code == 0
+    return paths, fresh, lib
+
+
 def _segment_vectors(library) -> dict[tuple[str, float], bytes]:
     with sqlite3.connect(library / "library.db") as db:
         return {(path, start): blob for path, start, blob in db.execute(
@@ -58,10 +67,7 @@ def _strip_low_profile(library) -> None:
 
 
 def test_new_embedding_is_rederived_from_stored_frames_without_the_audio(tmp_path):
-    paths = _samples(tmp_path / "audio")
-    fresh, lib = tmp_path / "fresh", tmp_path / "lib"
-    assert run_cli("index", tmp_path / "audio", library=fresh).code == 0
-    assert run_cli("index", tmp_path / "audio", library=lib).code == 0
+    paths, fresh, lib = _indexed_twice(tmp_path)
     _pretend_older(lib, embedding=1)
     refused = run_cli("query", paths[0], library=lib)
     assert refused.code == 1 and "audiosim upgrade" in refused.stderr and "Traceback" not in refused.stderr
@@ -79,10 +85,7 @@ def test_new_embedding_is_rederived_from_stored_frames_without_the_audio(tmp_pat
 
 
 def test_version_1_library_is_reanalysed_from_audio_and_reports_missing_files(tmp_path):
-    paths = _samples(tmp_path / "audio")
-    fresh, lib = tmp_path / "fresh", tmp_path / "lib"
-    assert run_cli("index", tmp_path / "audio", library=fresh).code == 0
-    assert run_cli("index", tmp_path / "audio", library=lib).code == 0
+    paths, fresh, lib = _indexed_twice(tmp_path)
     _pretend_older(lib, version=1, embedding=None, quiet_below_peak_db=None, silence_db=-60.0)
     _strip_low_profile(lib)
     from audiosim.stores.faiss_store import FaissStore
@@ -131,10 +134,7 @@ with Library(sys.argv[1], writable=True) as library:
 
 
 def test_a_kill_during_the_upgrade_loses_nothing_and_a_rerun_resumes(tmp_path):
-    paths = _samples(tmp_path / "audio")
-    fresh, lib = tmp_path / "fresh", tmp_path / "lib"
-    assert run_cli("index", tmp_path / "audio", library=fresh).code == 0
-    assert run_cli("index", tmp_path / "audio", library=lib).code == 0
+    paths, fresh, lib = _indexed_twice(tmp_path)
     _pretend_older(lib, embedding=1)
     killed = subprocess.run([sys.executable, "-c", _KILL_AFTER_COMMITS, str(lib), "3"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)

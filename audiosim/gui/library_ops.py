@@ -11,11 +11,61 @@ from sqlalchemy import func, or_, select
 
 from audiosim.errors import LibraryIncompleteError
 from audiosim.library.db import DB_FILE, Library
+from audiosim.library.location import POINTER_FILE
 from audiosim.library.models import Asset, Scan
+
+# The Storage dialog's choices: key -> (label, what the location field holds; None: no location)
+STORE_KINDS: dict[str, tuple[str, str | None]] = {
+    "faiss": ("Faiss (in the library folder, default)", None),
+    "annoy": ("Annoy (in the library folder, memory-mapped)", None),
+    "milvus-lite": ("Milvus Lite (a local file)", "/path/to/vectors.db"),
+    "milvus": ("Milvus server or cluster", "http://host:19530"),
+    "pgvector": ("PostgreSQL + pgvector", "postgresql://user@host/db"),
+}
 
 
 def library_exists(folder: str | os.PathLike) -> bool:
-    return (Path(folder) / DB_FILE).exists() or bool(os.environ.get("AUDIOSIM_DB_URL"))
+    return ((Path(folder) / DB_FILE).exists() or (Path(folder) / POINTER_FILE).exists()
+            or bool(os.environ.get("AUDIOSIM_DB_URL")))
+
+
+def build_store_spec(kind: str, location: str) -> str:
+    """The store spec for a choice of the Storage dialog; `StoreError` when the location does not fit."""
+    from audiosim.errors import StoreError
+    from audiosim.stores import parse_store_spec
+
+    location = location.strip()
+    if kind in ("faiss", "annoy"):
+        return kind
+    if not location:
+        raise StoreError(f"give the location of the {STORE_KINDS[kind][0]}: {STORE_KINDS[kind][1]}")
+    if kind == "milvus-lite":
+        text = location if location.startswith("milvus://") else f"milvus://{os.path.abspath(location)}"
+    else:
+        text = location
+    spec = parse_store_spec(text)
+    expected = "pgvector" if kind == "pgvector" else "milvus"
+    if spec.backend != expected:
+        raise StoreError(f"{location!r} is not a location for {STORE_KINDS[kind][0]}: {STORE_KINDS[kind][1]}")
+    return spec.text
+
+
+def store_kind_of(spec_text: str) -> tuple[str, str]:
+    """The Storage dialog's (kind, location) for a recorded spec."""
+    from audiosim.stores import parse_store_spec
+
+    spec = parse_store_spec(spec_text)
+    if spec.backend in ("faiss", "annoy"):
+        return spec.backend, ""
+    if spec.backend == "milvus" and spec_text.startswith("milvus://"):
+        return "milvus-lite", spec.options["uri"]
+    return spec.backend, spec_text
+
+
+def storage_info(library: Library) -> dict:
+    """What the Storage dialog shows: the store, its spec and the metadata DB."""
+    stats = library.stats()
+    return {"store": stats["store"], "store_spec": library.store_spec.text, "db": stats["db"]}
 
 
 def ensure_library(folder: str | os.PathLike) -> list[str]:

@@ -47,6 +47,7 @@ class MainWindow(QMainWindow, QueryActions, WindowActions):
     assetsLoaded = Signal(int)
     errorShown = Signal(str)
     libraryOpened = Signal(str)
+    storeSwitched = Signal(str)  # the library now keeps its vectors in this store (spec)
     warmedUp = Signal()
 
     def __init__(self, settings: Settings | None = None, library: str | os.PathLike | None = None) -> None:

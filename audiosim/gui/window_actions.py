@@ -52,6 +52,8 @@ class WindowActions:
         self.new_library_action = action("New library…", self.new_library)
         self.open_library_action = action("Open library…", self.choose_library)
         self.stats_action = action("Statistics", self.show_stats)
+        self.storage_action = action("Storage…", self.show_storage,
+                                     tip="Choose where the library keeps its vectors (Faiss, Annoy, Milvus, pgvector)")
         self.rescan_action = action("Rescan", self.rescan, "F5", "Index the library's folders again "
                                     "(only new and changed files are analysed)")
         self.remove_action = action("Remove folders…", self.remove_folders_dialog)
@@ -76,7 +78,7 @@ class WindowActions:
         library_menu.addAction(self.open_library_action)
         self.recent_menu = library_menu.addMenu("Switch to")
         library_menu.addSeparator()
-        for a in (self.stats_action, self.rescan_action, self.remove_action):
+        for a in (self.stats_action, self.storage_action, self.rescan_action, self.remove_action):
             library_menu.addAction(a)
         query_menu = bar.addMenu("&Query")
         for a in (self.search_action, self.filter_action, None, self.more_action, self.less_action, None,
@@ -210,6 +212,48 @@ class WindowActions:
             box.show()
 
         self.tasks.start(Task(self.reader.stats), done, lambda e: self.show_error("Statistics", str(e)))
+
+    def show_storage(self) -> None:
+        """Library ▸ Storage…: show where the vectors are; a new choice is copied in the writer thread."""
+        from audiosim.gui import library_ops
+        from audiosim.gui.library_settings import StorageDialog
+
+        if self.reader is None:
+            return
+
+        def done(info):
+            dialog = StorageDialog(info, self)
+            self.storage_dialog = dialog  # for tests and for the one that is open
+            dialog.accepted.connect(lambda: self.switch_store(dialog.chosen_spec()))
+            dialog.open()
+
+        self.tasks.start(Task(library_ops.storage_info, self.reader), done,
+                         lambda e: self.show_error("Storage", str(e)))
+
+    def switch_store(self, spec: str | None) -> bool:
+        """Copy the vectors to the store ``spec`` and switch the library to it, in the writer thread."""
+        from audiosim.library.store_ops import copy_store
+
+        if not spec:
+            return False
+        if self.writer_thread is not None:
+            self.show_error("Storage", "wait for indexing to finish first")
+            return False
+        thread = WriterThread(self.library_folder, lambda lib, state: copy_store(lib, spec, state=state),
+                              kind="store", roots=[], parent=self)
+        thread.signals.progress.connect(self.indexing_bar.set_progress)
+        thread.signals.finished.connect(self._store_switched)
+        thread.signals.failed.connect(self._index_failed)
+        self.writer_thread = thread
+        self.indexing_bar.start([spec])
+        thread.start()
+        return True
+
+    def _store_switched(self, doc: dict) -> None:
+        self._writer_done()
+        self.statusBar().showMessage(f"The library now keeps its vectors in {doc['to']}", 8000)
+        self.open_library()
+        self.storeSwitched.emit(doc["to"])
 
     def rescan(self) -> None:
         from audiosim.gui import library_ops

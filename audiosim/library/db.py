@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from audiosim.config import AnalysisParams, analysis_key, default_library_dir
 from audiosim.crashpoints import crash_point
 from audiosim.errors import LibraryError, LibraryIncompleteError, LibraryLockedError
+from audiosim.library.location import DatabaseWriterLock, display_db_url, remember_db_url, resolve_db_url
 from audiosim.library.models import STATUS_FAILED, STATUS_INDEXED, Asset, Meta, Segment
 from audiosim.library.schema import MIGRATIONS, SCHEMA_VERSION, prepare_schema, write_meta  # noqa: F401
 
@@ -88,25 +89,31 @@ class Library:
     ----------
     folder : the library folder; default :func:`audiosim.config.default_library_dir`
     writable : take the single-writer lock; create the library if it does not exist
-    db_url : a SQLAlchemy URL for the metadata DB instead of ``folder/library.db``
+    db_url : a SQLAlchemy URL for the metadata DB instead of ``folder/library.db`` (remembered in the
+        folder's ``library.json``; see :mod:`audiosim.library.location`)
+    store : a vector-store spec (:func:`audiosim.stores.parse_store_spec`) for a new library; an existing
+        one keeps the spec it recorded, and another spec is an error that says how to move the vectors
     params : analysis parameters for a new library (an existing one keeps its recorded parameters)
     """
 
     def __init__(self, folder: str | os.PathLike | None = None, *, writable: bool = False,
-                 db_url: str | None = None, params: AnalysisParams | None = None) -> None:
+                 db_url: str | None = None, store: str | None = None,
+                 params: AnalysisParams | None = None) -> None:
         self.folder = Path(folder).expanduser().resolve() if folder else default_library_dir().resolve()
         self.writable = writable
         self._lock = None
+        self._db_lock = None
         self._stores: dict[str, object] = {}
         self.notices: list[str] = []  # what opening did to the library (completed, upgraded...), one line each
+        custom_url = resolve_db_url(self.folder, db_url)
+        self.db_url = custom_url or f"sqlite:///{self.folder / DB_FILE}"
+        is_sqlite = self.db_url.startswith("sqlite")
         if writable:
             self._create_folder()
             crash_point("library-folder-created")
-            self._acquire_lock()
+            if is_sqlite:  # a server DB is locked in the DB itself (below): it works across machines
+                self._acquire_lock()
             crash_point("lock-acquired")
-        custom_url = db_url or os.environ.get("AUDIOSIM_DB_URL")
-        self.db_url = custom_url or f"sqlite:///{self.folder / DB_FILE}"
-        is_sqlite = self.db_url.startswith("sqlite")
         if not custom_url and not writable and not (self.folder / DB_FILE).exists():
             raise LibraryIncompleteError(f"no library at {self.folder}: index a folder first "
                                          "(`audiosim index PATH`)")
@@ -118,13 +125,26 @@ class Library:
                 if is_sqlite:
                     transactional_sqlite(self.engine)
             self.Session = sessionmaker(self.engine, expire_on_commit=False)
+            if writable and not is_sqlite:
+                where = f"{self.folder} ({display_db_url(self.db_url)})"
+                self._db_lock = DatabaseWriterLock(self.engine, where)
             crash_point("database-opened")
             self.params = prepare_schema(self, params)
+            self._settle_store_spec(store)
+            if writable and custom_url:
+                remember_db_url(self.folder, custom_url)
+            if self._db_lock is not None:
+                self._db_lock.record_owner(self.set_meta)
             if writable:
                 self.rebuild_outdated_stores()
+        except ModuleNotFoundError as exc:  # the PostgreSQL driver
+            self.close()
+            raise LibraryError(f"the metadata DB {display_db_url(self.db_url)} needs {exc.name}: "
+                               "pip install 'audiosim[pgvector]'") from None
         except SQLAlchemyError as exc:
             self.close()
-            raise LibraryError(f"cannot open the library database {self.db_url}: {db_reason(exc)}") from exc
+            raise LibraryError(f"cannot open the library database {display_db_url(self.db_url)}: "
+                               f"{db_reason(exc)}") from exc
         except Exception:
             self.close()
             raise
@@ -223,6 +243,49 @@ class Library:
 
         return embedding_dim(self.params)
 
+    def _settle_store_spec(self, requested: str | None) -> None:
+        """Record the store spec of a new library; refuse another spec for one that has vectors."""
+        from audiosim.stores import parse_store_spec
+
+        current = self.store_spec
+        if requested is None:
+            return
+        wanted = parse_store_spec(requested)
+        if wanted.text == current.text:
+            return
+        with self.Session() as s:
+            empty = s.scalar(select(func.count()).select_from(Asset)) == 0
+        if not (empty and self.writable):
+            raise LibraryError(
+                f"library {self.folder} keeps its vectors in {current.text}; "
+                f"to move them run `audiosim store copy --to {requested}`")
+        self.set_store_spec(wanted.text)
+
+    @property
+    def store_spec(self):
+        """The recorded :class:`audiosim.stores.StoreSpec` (libraries made before specs: their backend)."""
+        from audiosim.stores import parse_store_spec
+
+        return parse_store_spec(self.get_meta("store_spec") or self.get_meta("store_backend") or "faiss")
+
+    def set_store_spec(self, text: str) -> None:
+        """Point the library at another store (the caller has filled it: see ``store_ops``)."""
+        for store in self._stores.values():
+            store.close()
+        self._stores.clear()
+        self.set_meta("store_spec", text)
+
+    def open_store_at(self, spec, name: str, *, create: bool | None = None):
+        """Open the store ``name`` of ``spec`` (a StoreSpec) for this library, not cached."""
+        from audiosim.stores import REMOTE_BACKENDS, open_store
+
+        options = dict(spec.options)
+        if spec.backend in REMOTE_BACKENDS:
+            options["create"] = self.writable if create is None else create
+        elif spec.backend == "faiss":
+            options.update(json.loads(self.get_meta("store_options") or "{}"))
+        return open_store(spec.backend, path=self.folder / "vectors", name=name, dim=self.dim, **options)
+
     def store(self, name: str):
         """The vector store ``"segments"`` (ids = segment ids) or ``"files"`` (ids = asset ids)."""
         if name not in self._stores:
@@ -241,11 +304,7 @@ class Library:
         return self._stores[name]
 
     def _open_store(self, name: str):
-        from audiosim.stores import open_store
-
-        backend = self.get_meta("store_backend") or "faiss"
-        options = json.loads(self.get_meta("store_options") or "{}")
-        return open_store(backend, path=self.folder / "vectors", name=name, dim=self.dim, **options)
+        return self.open_store_at(self.store_spec, name)
 
     def discard_store_if_other_dim(self, name: str) -> None:
         """Open the store once so that one of another dimension is set aside now (writers only)."""
@@ -262,10 +321,17 @@ class Library:
                                "run `audiosim upgrade` once to bring it up to date")
 
     def discard_store(self, name: str) -> None:
-        """Set a damaged store's files aside (``*.damaged``) so it is rebuilt from the DB on next use."""
+        """Set a damaged store aside so it is rebuilt from the DB on next use: local files are renamed
+        ``*.damaged``; a table or collection on a server is dropped."""
         store = self._stores.pop(name, None)
         if store is not None:
             store.close()
+        spec = self.store_spec
+        if spec.backend not in ("faiss", "annoy"):
+            from audiosim.stores import drop_remote_store
+
+            drop_remote_store(spec, name)
+            return
         for path in (self.folder / "vectors").glob(f"{name}.*"):
             if not path.name.endswith(".damaged"):
                 os.replace(path, path.with_name(path.name + ".damaged"))
@@ -328,8 +394,10 @@ class Library:
             store_description = self.store("segments").description
         except LibraryError as exc:  # made by an older audiosim: say so instead of failing
             store_description = str(exc)
+        spec = self.store_spec
         return {"assets": assets, "segments": segments, "failed": failed,
-                "store": store_description, "dim": self.dim, "library": str(self.folder),
+                "store": store_description, "store_backend": spec.backend, "store_location": spec.location,
+                "db": display_db_url(self.db_url), "dim": self.dim, "library": str(self.folder),
                 "hours": round(float(duration) / 3600.0, 3)}
 
     def close(self) -> None:
@@ -339,6 +407,9 @@ class Library:
             except Exception:  # noqa: BLE001 - closing must release the lock whatever happens
                 pass
         self._stores.clear()
+        if getattr(self, "_db_lock", None) is not None:
+            self._db_lock.release()
+            self._db_lock = None
         engine = getattr(self, "engine", None)
         if engine is not None:
             engine.dispose()

@@ -151,3 +151,72 @@ def last_occurrence(ids: np.ndarray) -> np.ndarray:
 def empty_result(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``m`` rows of ``k`` padding results."""
     return np.full((m, k), np.inf, dtype=np.float32), np.full((m, k), -1, dtype=np.int64)
+
+
+def exact_search(queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``k`` nearest among ``(ids, vectors)`` by brute force, padded like `VectorStore.search`.
+
+    For the backends that fall back to it: small filters, vectors added since an index was built.
+    Candidates are chosen with the fast ``|q|^2 - 2 q.v + |v|^2`` form, then their distances are computed
+    again as ``|q - v|`` (the fast form loses precision far from the origin).
+    """
+    m = len(queries)
+    distances_k, ids_k = empty_result(m, k)
+    kk = min(k, len(ids))
+    if kk == 0 or m == 0:
+        return distances_k, ids_k
+    norms = (vectors * vectors).sum(1)
+    step = max(1, EXACT_CHUNK_ELEMENTS // max(len(ids), kk * vectors.shape[1]))  # bounded memory
+    for start in range(0, m, step):
+        q = np.ascontiguousarray(queries[start:start + step], dtype=np.float32)
+        squared = norms[None, :] - 2 * (q @ vectors.T)
+        rows = np.argpartition(squared, kk - 1, axis=1)[:, :kk] if kk < len(ids) else \
+            np.tile(np.arange(kk), (len(q), 1))
+        exact = np.sqrt(((vectors[rows] - q[:, None, :]) ** 2).sum(2))
+        order = np.argsort(exact, axis=1, kind="stable")
+        distances_k[start:start + len(q), :kk] = np.take_along_axis(exact, order, axis=1)
+        ids_k[start:start + len(q), :kk] = ids[np.take_along_axis(rows, order, axis=1)]
+    return distances_k, ids_k
+
+
+EXACT_CHUNK_ELEMENTS = 8_000_000  # query x vector distances held at once by exact_search (32 MB)
+
+
+def merge_results(
+    parts: list[tuple[np.ndarray, np.ndarray]], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Combine per-query candidate lists (each padded with ``inf``/``-1``) into the ``k`` nearest, no duplicates."""
+    distances = np.concatenate([d for d, _ in parts], axis=1)
+    ids = np.concatenate([i for _, i in parts], axis=1)
+    out_d, out_i = empty_result(len(distances), k)
+    for row in range(len(distances)):
+        valid = ids[row] >= 0
+        d, i = distances[row][valid], ids[row][valid]
+        order = np.argsort(d, kind="stable")
+        _, first = np.unique(i[order], return_index=True)
+        keep = order[np.sort(first)][:k]
+        out_d[row, : len(keep)], out_i[row, : len(keep)] = d[keep], i[keep]
+    return out_d, out_i
+
+
+def require_extra(module: str, *, backend: str, extra: str) -> object:
+    """Import ``module`` for ``backend``, or a `StoreError` that names the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise StoreError(
+            f"the {backend} vector store needs the {extra!r} extra: pip install 'audiosim[{extra}]' ({exc})"
+        ) from None
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, for messages and ``stats``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

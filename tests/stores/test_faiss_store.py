@@ -95,7 +95,7 @@ def test_search_matches_numpy_brute_force_with_euclidean_distances(filled) -> No
 def test_store_is_a_vector_store_and_open_store_checks_its_arguments(tmp_path: Path) -> None:
     with open_store("faiss", path=tmp_path, name="s", dim=8, ann_threshold=5000) as s:
         assert isinstance(s, VectorStore) and s.ann_threshold == 5000
-    with pytest.raises(StoreError, match="known backends: faiss"):
+    with pytest.raises(StoreError, match="known backends: annoy, faiss, milvus, pgvector"):
         open_store("qdrant", path=tmp_path, name="s", dim=8)
     with pytest.raises(StoreError, match="bad options"):
         open_store("faiss", path=tmp_path, name="s", dim=8, nlist=12)
