@@ -115,7 +115,8 @@ class IndexingBar(QWidget):
         self.cancel_button.clicked.connect(self.cancelRequested)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 2, 6, 2)
-        layout.addWidget(QLabel("Indexing"))
+        self.title = QLabel("Indexing")
+        layout.addWidget(self.title)
         layout.addWidget(self.progress)
         layout.addWidget(self.detail, 1)
         layout.addWidget(self.failed_button)
@@ -125,12 +126,13 @@ class IndexingBar(QWidget):
         self.done = self.total = self.failed = 0
         self.current = ""
 
-    def start(self, roots: list[str]) -> None:
+    def start(self, roots: list[str], *, title: str = "Indexing", detail: str | None = None) -> None:
+        self.title.setText(title)
         self._started = time.monotonic()
         self._first_done = None
         self.done = self.total = self.failed = 0
         self.progress.setRange(0, 0)  # busy until the files are counted
-        self.detail.setText("looking for audio files in " + ", ".join(roots)[:120])
+        self.detail.setText(detail or "looking for audio files in " + ", ".join(roots)[:120])
         self.failed_button.hide()
         self.cancel_button.setEnabled(True)
         self.cancel_button.setText("Cancel")

@@ -32,7 +32,7 @@ from audiosim.gui.results_panel import ResultsPanel
 from audiosim.gui.settings import Settings
 from audiosim.gui.query_actions import QueryActions
 from audiosim.gui.window_actions import WindowActions
-from audiosim.gui.workers import Task, TaskRunner, WriterThread, index_job
+from audiosim.gui.workers import Task, TaskRunner, WriterThread, index_job, upgrade_job
 
 REFRESH_DURING_INDEXING_MS = 2000
 
@@ -47,6 +47,7 @@ class MainWindow(QMainWindow, QueryActions, WindowActions):
     assetsLoaded = Signal(int)
     errorShown = Signal(str)
     libraryOpened = Signal(str)
+    libraryUpgraded = Signal(object)  # an UpgradeReport
     storeSwitched = Signal(str)  # the library now keeps its vectors in this store (spec)
     warmedUp = Signal()
 
@@ -59,6 +60,7 @@ class MainWindow(QMainWindow, QueryActions, WindowActions):
                                   .resolve())
         self.reader = None  # the read-only Library
         self.writer_thread: WriterThread | None = None
+        self._upgrade_tried: set[str] = set()  # once per library and session: files not on disk stay old
         self.hits: list = []
         self.positives: list = []
         self.negatives: list = []
@@ -202,7 +204,7 @@ class MainWindow(QMainWindow, QueryActions, WindowActions):
         return True
 
     def _reader_ready(self, result) -> None:
-        folder, reader, resume_roots = result
+        folder, reader, resume_roots, outdated = result
         if folder != self.library_folder:  # switched again meanwhile
             reader.close()
             return
@@ -217,6 +219,37 @@ class MainWindow(QMainWindow, QueryActions, WindowActions):
         self.reload_assets()
         self._offer_resume(resume_roots)
         self.libraryOpened.emit(self.library_folder)
+        if outdated and folder not in self._upgrade_tried and self.writer_thread is None:
+            self._upgrade_tried.add(folder)
+            self.start_upgrade()
+
+    def start_upgrade(self) -> None:
+        """A library made by an older audiosim: re-derive it in the writer thread, with progress."""
+        thread = WriterThread(self.library_folder, upgrade_job, kind="upgrade", parent=self)
+        thread.signals.progress.connect(self.indexing_bar.set_progress)
+        thread.signals.status.connect(self.indexing_bar.set_status)
+        thread.signals.finished.connect(self._upgrade_finished)
+        thread.signals.failed.connect(self._index_failed)
+        self.writer_thread = thread
+        self.indexing_bar.start([], title="Upgrading",
+                                detail="this library was made by an older audiosim: re-deriving its files")
+        self.statusBar().showMessage("Upgrading the library to this version's analysis…")
+        thread.start()
+
+    def _upgrade_finished(self, report) -> None:
+        self._writer_done()
+        for failure in report.failed:
+            self.failed_list.add(failure["path"], failure["error"])
+        for path in report.missing:
+            self.failed_list.add(path, "not on disk: kept as it was (not searchable) until it is back")
+        if report.failed or report.missing:
+            self.show_failed()
+        self.statusBar().showMessage(
+            f"Library upgraded: {report.from_frames} from stored frames, {report.decoded} from audio"
+            + (f", {len(report.missing)} not on disk" if report.missing else "")
+            + (f", {len(report.failed)} failed" if report.failed else "") + f" in {report.seconds:.1f} s")
+        self.open_library()
+        self.libraryUpgraded.emit(report)
 
     def _reader_failed(self, exc: BaseException) -> None:
         from audiosim.errors import LibraryLockedError
@@ -419,6 +452,8 @@ def _open_reader(folder: str, pending: list[str]):
     from audiosim.indexer import unfinished_scan
     from audiosim.library.db import Library
 
+    from audiosim.library.upgrade import needs_upgrade
+
     notices = library_ops.ensure_library(folder)
     reader = Library(folder)
     reader.notices[:0] = notices
@@ -426,7 +461,7 @@ def _open_reader(folder: str, pending: list[str]):
         roots = pending or unfinished_scan(reader) or []
     except Exception:  # noqa: BLE001 - an old or odd library: nothing to resume
         roots = pending
-    return folder, reader, roots
+    return folder, reader, roots, needs_upgrade(reader)
 
 
 __all__ = ["MainWindow"]

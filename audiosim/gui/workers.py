@@ -150,6 +150,13 @@ class WriterThread(QThread):
             _emit(self.signals.finished, self.result)
 
 
+def upgrade_job(library, state):
+    """Bring a library made by an older audiosim up to date (see :mod:`audiosim.library.upgrade`)."""
+    from audiosim.library.upgrade import upgrade_library
+
+    return upgrade_library(library, workers=None, state=state)
+
+
 def index_job(paths: list[str]) -> Callable:
     def job(library, state):
         from audiosim.indexer import index_paths
