@@ -1,0 +1,179 @@
+"""Analysis on a Dask cluster: the same jobs as the local worker pool, run as tasks on ``dask.distributed``
+workers, with results streaming back to the indexing process's single writer.
+
+The walk, change detection and every write stay in the indexing process; only ``indexer._analyze_job``
+(decode → frames → descriptors → embeddings) runs on the cluster. Workers read files by the same path, so
+remote workers need a shared mount; a worker that cannot see a file reports the usual per-file decode error.
+
+Address forms (``--cluster``):
+
+``local:N``
+    a ``LocalCluster`` of N single-threaded worker processes on this machine.
+``tcp://host:8786`` (or ``tls://…``)
+    an existing scheduler (``dask scheduler``) with workers (``dask worker tcp://host:8786``) that have
+    audiosim installed.
+
+Needs the optional extra: ``pip install 'audiosim[cluster]'``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+
+from audiosim.analysis import Analysis
+from audiosim.errors import AudiosimError
+from audiosim.library.writer import Failure
+
+# Tasks in flight per worker thread: enough to keep every worker busy while results travel back, few
+# enough that the indexing process's memory does not grow with the number of files (backpressure).
+IN_FLIGHT_PER_WORKER = 4
+# How many times the scheduler reruns a task whose worker died before calling it failed ("retried once").
+WORKER_DEATHS_ALLOWED = 1
+WORKER_DIED = "worker died while analysing this file"
+INSTALL_HINT = "indexing on a cluster needs dask.distributed: pip install 'audiosim[cluster]'"
+
+# Test-only: a worker analysing a file whose name contains this text SIGKILLs itself, to prove a dead
+# worker's file is retried. ``name:/path/marker`` kills only once (the first worker to create the marker).
+KILL_WORKER_ENV = "AUDIOSIM_TEST_KILL_WORKER_ON"
+
+
+def parse_cluster_address(address: str) -> tuple[str, int | str]:
+    """``"local:4"`` → ``("local", 4)``; ``"tcp://host:8786"`` → ``("remote", "tcp://host:8786")``."""
+    address = address.strip()
+    if address.startswith("local:"):
+        count = address.partition(":")[2]
+        if not count.isdigit() or int(count) < 1:
+            raise AudiosimError(f"--cluster {address!r}: local:N needs a number of workers, e.g. local:4")
+        return "local", int(count)
+    if "://" in address:
+        return "remote", address
+    raise AudiosimError(f"--cluster {address!r}: expected local:N or a scheduler address like tcp://host:8786")
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise AudiosimError(INSTALL_HINT) from None
+    return distributed
+
+
+def _maybe_kill_self(path: str) -> None:
+    wanted = os.environ.get(KILL_WORKER_ENV)
+    if not wanted:
+        return
+    name, _, marker = wanted.partition(":")
+    if name not in os.path.basename(path):
+        return
+    if marker:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def analyze_on_worker(job) -> tuple[str, Analysis | None, Failure | None]:
+    """The cluster task: the local pool's job, with one BLAS thread as there (so the same vectors)."""
+    from threadpoolctl import threadpool_limits
+
+    from audiosim.indexer import _analyze_job
+
+    _maybe_kill_self(job.path)
+    with threadpool_limits(1):
+        return _analyze_job(job)
+
+
+class _ClusterPool:
+    """The interface of ``indexer._Pool`` over a ``dask.distributed.Client``."""
+
+    def __init__(self, address: str) -> None:
+        kind, target = parse_cluster_address(address)
+        distributed = _import_distributed()
+        import dask
+
+        self._cluster = None
+        try:
+            if kind == "local":
+                # The scheduler of a LocalCluster lives in this process, so our retry policy applies to it;
+                # a remote scheduler keeps its own (``distributed.scheduler.allowed-failures``).
+                with dask.config.set({"distributed.scheduler.allowed-failures": WORKER_DEATHS_ALLOWED}):
+                    self._cluster = distributed.LocalCluster(
+                        n_workers=target, threads_per_worker=1, processes=True, dashboard_address=None)
+                self._client = distributed.Client(self._cluster)
+            else:
+                self._client = distributed.Client(target, timeout=30)
+        except OSError as exc:  # unreachable scheduler, port in use, …
+            self._close_cluster()
+            raise AudiosimError(f"cannot reach the cluster at {address}: {exc}") from None
+        self._pending: dict = {}  # future → job, for the failure's path and for cancelling
+
+    @property
+    def workers(self) -> int:
+        """Worker threads the scheduler knows now (at least 1: a cluster may still be adding workers)."""
+        threads = self._client.nthreads()
+        return max(1, sum(threads.values()))
+
+    def imap(self, jobs: list) -> Iterator[tuple[str, Analysis | None, Failure | None]]:
+        """Results in the order they finish, with at most ``IN_FLIGHT_PER_WORKER`` × workers tasks pending."""
+        distributed = _import_distributed()
+        todo = iter(jobs)
+        limit = IN_FLIGHT_PER_WORKER * self.workers
+
+        def submit_next() -> bool:
+            job = next(todo, None)
+            if job is None:
+                return False
+            # pure=False: the same file may be analysed again (it changed), never reuse a cached result.
+            future = self._client.submit(analyze_on_worker, job, pure=False, retries=1, key=_task_key(job))
+            self._pending[future] = job
+            finished.add(future)
+            return True
+
+        finished = distributed.as_completed()
+        for _ in range(limit):
+            if not submit_next():
+                break
+        for future in finished:
+            job = self._pending.pop(future)
+            yield self._result(future, job.path)
+            future.release()  # the cluster may forget the result now: memory stays flat
+            submit_next()
+
+    @staticmethod
+    def _result(future, path: str) -> tuple[str, Analysis | None, Failure | None]:
+        from distributed import KilledWorker
+
+        try:
+            return future.result()
+        except KilledWorker:
+            error = WORKER_DIED
+        except Exception as exc:  # noqa: BLE001 - a task that failed on the cluster is that file's failure
+            error = f"cluster task failed: {type(exc).__name__}: {exc}"
+        try:
+            st = os.stat(path)
+            size, mtime = st.st_size, st.st_mtime
+        except OSError:  # the indexing process may not see the file either
+            size = mtime = None
+        return path, None, Failure(path, error, size, mtime)
+
+    def close(self, *, cancelled: bool) -> None:
+        if cancelled and self._pending:
+            self._client.cancel(list(self._pending))
+        self._pending.clear()
+        self._client.close()
+        self._close_cluster()
+
+    def _close_cluster(self) -> None:
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+
+def _task_key(job) -> str:
+    # Readable in the dashboard, unique per submission.
+    import uuid
+
+    return f"analyse-{os.path.basename(job.path)[:60]}-{uuid.uuid4().hex}"
