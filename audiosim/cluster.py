@@ -52,6 +52,12 @@ def parse_cluster_address(address: str) -> tuple[str, int | str]:
     raise AudiosimError(f"--cluster {address!r}: expected local:N or a scheduler address like tcp://host:8786")
 
 
+def check_cluster_address(address: str) -> None:
+    """Raise :class:`AudiosimError` with a one-line reason if ``address`` cannot be used (bad form, no extra)."""
+    parse_cluster_address(address)
+    _import_distributed()
+
+
 def _import_distributed():
     try:
         import distributed
