@@ -62,8 +62,8 @@ def test_cluster_gives_the_same_vectors_and_failures_as_the_local_pool(tmp_path,
     on_cluster = _index(tmp_path / "cluster", small_corpus, cluster="local:2")
     assert on_cluster.indexed == local.indexed == 24
     # A file no decoder can read fails the same way on a worker as in a local process.
-    assert sorted(map(str, (f["path"], f["error"]) for f in on_cluster.failed)) == \
-        sorted(map(str, (f["path"], f["error"]) for f in local.failed))
+    assert sorted((f["path"], f["error"]) for f in on_cluster.failed) == \
+        sorted((f["path"], f["error"]) for f in local.failed)
     assert len(on_cluster.failed) == 1
     expected = _segments_by_path(tmp_path / "local")
     assert len(expected) == 24
