@@ -63,6 +63,11 @@ def _import_distributed():
         import distributed
     except ImportError:
         raise AudiosimError(INSTALL_HINT) from None
+    import logging
+
+    # dask logs every worker start and stop at INFO to stderr; keep the CLI's progress readable unless --debug.
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     return distributed
 
 
