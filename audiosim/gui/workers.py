@@ -150,10 +150,10 @@ class WriterThread(QThread):
             _emit(self.signals.finished, self.result)
 
 
-def index_job(paths: list[str]) -> Callable:
+def index_job(paths: list[str], cluster: str | None = None) -> Callable:
     def job(library, state):
         from audiosim.indexer import index_paths
 
-        return index_paths(library, paths, workers=None, state=state)
+        return index_paths(library, paths, workers=None, state=state, cluster=cluster)
 
     return job
