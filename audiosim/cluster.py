@@ -18,8 +18,11 @@ Needs the optional extra: ``pip install 'audiosim[cluster]'``.
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
+import time
+import uuid
 from collections.abc import Iterator
 
 from audiosim.analysis import Analysis
@@ -28,7 +31,9 @@ from audiosim.library.writer import Failure
 
 # Tasks in flight per worker thread: enough to keep every worker busy while results travel back, few
 # enough that the indexing process's memory does not grow with the number of files (backpressure).
-IN_FLIGHT_PER_WORKER = 4
+IN_FLIGHT_PER_WORKER = 3
+TARGET_TASK_SECONDS = 0.5
+MAX_FILES_PER_TASK = 64
 # How many times the scheduler reruns a task whose worker died before calling it failed ("retried once").
 WORKER_DEATHS_ALLOWED = 1
 WORKER_DIED = "worker died while analysing this file"
@@ -86,15 +91,21 @@ def _maybe_kill_self(path: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def analyze_on_worker(job) -> tuple[str, Analysis | None, Failure | None]:
-    """The cluster task: the local pool's job, with one BLAS thread as there (so the same vectors)."""
+def analyze_chunk_on_worker(jobs: list) -> tuple[list[tuple[str, Analysis | None, Failure | None]], float]:
+    """The cluster task: the local pool's jobs, with one BLAS thread as there (so the same vectors).
+
+    Returns the per-file results and the seconds they took, from which the pool sizes later chunks."""
     from threadpoolctl import threadpool_limits
 
     from audiosim.indexer import _analyze_job
 
-    _maybe_kill_self(job.path)
+    started = time.perf_counter()
+    results = []
     with threadpool_limits(1):
-        return _analyze_job(job)
+        for job in jobs:
+            _maybe_kill_self(job.path)
+            results.append(_analyze_job(job))
+    return results, time.perf_counter() - started
 
 
 class _ClusterPool:
@@ -128,47 +139,58 @@ class _ClusterPool:
         return max(1, sum(threads.values()))
 
     def imap(self, jobs: list) -> Iterator[tuple[str, Analysis | None, Failure | None]]:
-        """Results in the order they finish, with at most ``IN_FLIGHT_PER_WORKER`` × workers tasks pending."""
-        distributed = _import_distributed()
-        todo = iter(jobs)
+        """Per-file results in the order they finish.
+
+        Files go out in chunks sized so a task takes about ``TARGET_TASK_SECONDS`` (a task costs the
+        scheduler a few milliseconds whatever it does, which would dominate short files), with at most
+        ``IN_FLIGHT_PER_WORKER`` × workers tasks pending. A chunk whose worker died twice is split and its
+        files retried one per task, so only the file that kills workers is recorded as failed."""
+        from distributed import KilledWorker, as_completed
+
+        todo = collections.deque(jobs)
+        alone: collections.deque = collections.deque()  # files of a chunk that killed its workers
         limit = IN_FLIGHT_PER_WORKER * self.workers
+        chunk_size = 1  # until the first results say how long a file takes
+        finished = as_completed()
 
         def submit_next() -> bool:
-            job = next(todo, None)
-            if job is None:
+            if alone:
+                chunk = [alone.popleft()]
+            elif todo:
+                chunk = [todo.popleft() for _ in range(min(chunk_size, len(todo)))]
+            else:
                 return False
             # pure=False: the same file may be analysed again (it changed), never reuse a cached result.
-            future = self._client.submit(analyze_on_worker, job, pure=False, retries=1, key=_task_key(job))
-            self._pending[future] = job
+            future = self._client.submit(analyze_chunk_on_worker, chunk, pure=False, retries=1,
+                                         key=_task_key(chunk))
+            self._pending[future] = chunk
             finished.add(future)
             return True
 
-        finished = distributed.as_completed()
-        for _ in range(limit):
-            if not submit_next():
-                break
+        def fill() -> None:
+            while len(self._pending) < limit and submit_next():
+                pass
+
+        fill()
         for future in finished:
-            job = self._pending.pop(future)
-            yield self._result(future, job.path)
+            chunk = self._pending.pop(future)
+            try:
+                results, seconds = future.result()
+            except KilledWorker:
+                if len(chunk) > 1:
+                    alone.extend(chunk)
+                    results = []
+                else:
+                    results = [_failure(chunk[0].path, WORKER_DIED)]
+            except Exception as exc:  # noqa: BLE001 - a task that failed on the cluster fails its files
+                results = [_failure(job.path, f"cluster task failed: {type(exc).__name__}: {exc}")
+                           for job in chunk]
+            else:
+                per_file = max(seconds / len(chunk), 1e-4)
+                chunk_size = max(1, min(MAX_FILES_PER_TASK, int(TARGET_TASK_SECONDS / per_file)))
             future.release()  # the cluster may forget the result now: memory stays flat
-            submit_next()
-
-    @staticmethod
-    def _result(future, path: str) -> tuple[str, Analysis | None, Failure | None]:
-        from distributed import KilledWorker
-
-        try:
-            return future.result()
-        except KilledWorker:
-            error = WORKER_DIED
-        except Exception as exc:  # noqa: BLE001 - a task that failed on the cluster is that file's failure
-            error = f"cluster task failed: {type(exc).__name__}: {exc}"
-        try:
-            st = os.stat(path)
-            size, mtime = st.st_size, st.st_mtime
-        except OSError:  # the indexing process may not see the file either
-            size = mtime = None
-        return path, None, Failure(path, error, size, mtime)
+            fill()  # before handing results to the writer, so workers stay busy while it commits
+            yield from results
 
     def close(self, *, cancelled: bool) -> None:
         if cancelled and self._pending:
@@ -183,8 +205,16 @@ class _ClusterPool:
             self._cluster = None
 
 
-def _task_key(job) -> str:
-    # Readable in the dashboard, unique per submission.
-    import uuid
+def _failure(path: str, error: str) -> tuple[str, None, Failure]:
+    try:
+        st = os.stat(path)
+        size, mtime = st.st_size, st.st_mtime
+    except OSError:  # the indexing process may not see the file either
+        size = mtime = None
+    return path, None, Failure(path, error, size, mtime)
 
-    return f"analyse-{os.path.basename(job.path)[:60]}-{uuid.uuid4().hex}"
+
+def _task_key(chunk: list) -> str:
+    # Readable in the dashboard, unique per submission.
+    name = os.path.basename(chunk[0].path)[:60]
+    return f"analyse-{name}-{len(chunk)}-{uuid.uuid4().hex}"
