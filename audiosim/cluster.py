@@ -108,10 +108,21 @@ def analyze_chunk_on_worker(jobs: list) -> tuple[list[tuple[str, Analysis | None
     return results, time.perf_counter() - started
 
 
+def _warm_worker(params) -> None:
+    """Import the analysis stack and build its filters on a worker before the first file, as the local pool
+    does before forking: a spawned worker would otherwise spend its first seconds importing librosa."""
+    import audiosim.audio.decode  # noqa: F401
+    import audiosim.audio.loudness  # noqa: F401
+    import audiosim.indexer  # noqa: F401
+    from audiosim.features.mfcc import _filters
+
+    _filters(params)
+
+
 class _ClusterPool:
     """The interface of ``indexer._Pool`` over a ``dask.distributed.Client``."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, params=None) -> None:
         kind, target = parse_cluster_address(address)
         distributed = _import_distributed()
         import dask
@@ -130,7 +141,9 @@ class _ClusterPool:
         except OSError as exc:  # unreachable scheduler, port in use, …
             self._close_cluster()
             raise AudiosimError(f"cannot reach the cluster at {address}: {exc}") from None
-        self._pending: dict = {}  # future → job, for the failure's path and for cancelling
+        self._pending: dict = {}  # future → chunk of jobs, for the failures' paths and for cancelling
+        if params is not None:
+            self._client.run(_warm_worker, params)  # the workers there now; later ones warm on their first file
 
     @property
     def workers(self) -> int:

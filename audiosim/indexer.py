@@ -216,7 +216,7 @@ def _make_pool(workers: int, params: AnalysisParams, cluster: str | None):
         return _Pool(workers, params)
     from audiosim.cluster import _ClusterPool
 
-    return _ClusterPool(cluster)
+    return _ClusterPool(cluster, params)
 
 
 def index_paths(library: Library, paths: Iterable[str | os.PathLike], *, workers: int | None = None,

@@ -37,9 +37,10 @@ def _run(corpus: Path, lib: Path, **kwargs) -> tuple[float, int]:
 
 def _cluster_start_seconds(workers: int) -> float:
     from audiosim.cluster import _ClusterPool
+    from audiosim.config import AnalysisParams
 
     started = time.perf_counter()
-    pool = _ClusterPool(f"local:{workers}")
+    pool = _ClusterPool(f"local:{workers}", AnalysisParams())
     pool._client.wait_for_workers(workers)
     seconds = time.perf_counter() - started
     pool.close(cancelled=False)
