@@ -10,9 +10,15 @@ assets matching a filter, the hits of a query, a lasso selection, or the whole l
    query agree about who is whose neighbour (other metrics: exact search on the fetched vectors, or
    pynndescent for large sets). It is cached (:class:`KnnCache`) per result set + metric, so changing
    ``min_dist`` re-runs only the layout;
-4. UMAP starts from the previous layout when there is one (warm start) and the result is rotated onto it
-   (Procrustes), so points move instead of jumping. Points *added* to a mapped result set are placed by
-   the fitted model's ``transform`` instead of a refit.
+4. UMAP starts from the previous layout when there is one (warm start, :mod:`audiosim.warm_layout`: the
+   previous coordinates unscaled, fewer epochs, a gentler first step; points whose neighbourhood survived
+   a change of the result set are held still), and the result is rotated onto it (Procrustes), so points
+   move instead of jumping. Points *added* to a mapped result set are placed by the fitted model's
+   ``transform`` instead of a refit.
+
+A seeded map is the same bit for bit whatever the thread count (serial layout, BLAS on one thread); on
+another CPU or BLAS build the last bits of the spectral start may differ, and UMAP's epochs amplify
+them: the same picture (same groups, same neighbours), not the same digits.
 
 Coordinates live in memory only; nothing here writes to the library.
 UMAP, numba and pynndescent are imported lazily (seconds of import + JIT): :func:`warm_up` pays that in a
@@ -46,6 +52,13 @@ from audiosim.result_sets import (  # noqa: F401 - part of this module's API
     describe_points,
 )
 from audiosim.tasks import NullState, TaskState
+from audiosim.warm_layout import (  # noqa: F401 - part of this module's API
+    ANCHOR_OVERLAP,
+    WARM_EPOCHS,
+    WARM_LEARNING_RATE,
+    anchored_rows,
+    warm_umap,
+)
 
 if TYPE_CHECKING:
     from audiosim.library.db import Library
@@ -55,12 +68,6 @@ MIN_UMAP_POINTS = 5
 TRANSFORM_MAX_ADDED = 0.2
 """Points added to a mapped result set are placed with ``transform`` (no refit) while they are at most
 this fraction of the points the model was fitted on; beyond that the layout would no longer describe them."""
-WARM_LEARNING_RATE = 0.25
-"""A warm start begins from a good layout: a gentler first step keeps it instead of shaking it apart
-(bench: mean displacement ~0.15 of the map's spread against ~0.8 for a cold run of the new parameters)."""
-WARM_EPOCHS = 200
-"""Epochs of a warm start when the user did not fix ``n_epochs`` (UMAP's default for large sets; a small
-set would get 500 cold, which a layout that is nearly there does not need)."""
 KNN_CHUNK = 4096  # queries per store search when building the neighbour graph
 _SMALL_EXACT = 4096  # below this, kNN for non-Euclidean metrics is computed exactly
 _filters_installed = False
@@ -121,6 +128,10 @@ class MapResult:
     model: Any = dataclasses.field(default=None, repr=False)
     fit_ids: np.ndarray | None = dataclasses.field(default=None, repr=False)
     to_display: tuple[np.ndarray, float, np.ndarray] | None = dataclasses.field(default=None, repr=False)
+    # Ids of each point's neighbours (itself first, -1 for none): what a later warm start compares to
+    # find the points whose neighbourhood survived.
+    neighbour_ids: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    n_anchored: int = 0  # points a warm start held where they were
 
     def __len__(self) -> int:
         return len(self.coords)
@@ -241,23 +252,34 @@ def compute_map(library: Library, result_set: ResultSet, params: MapParams, *,
     timings["knn"] = time.perf_counter() - t0
     _check(state)
 
+    neighbour_ids = np.where(knn[0] >= 0, result_set.ids[np.maximum(knn[0], 0)], -1)
     warm = len(here_rows) >= max(3, MIN_UMAP_POINTS)
+    anchored = None
     if warm:
         init = _warm_init(placeholder, knn[0], here_rows, previous.coords[prev_rows])
+        if previous.params == params and previous.neighbour_ids is not None:
+            # Same parameters, another set of points: who kept their neighbours keeps their place.
+            anchored = anchored_rows(previous.neighbour_ids, prev_rows, here_rows, neighbour_ids)
     else:
         init = "spectral"
     state.set_status("laying out (UMAP)")
-    model = _fit_umap(vectors, knn, params, k, init, warm, store, result_set.ids, state)
+    model = _fit_umap(vectors, knn, params, k, init, warm, anchored, store, result_set.ids, state)
     embedding = np.asarray(model.embedding_, np.float64)
     timings["umap"] = time.perf_counter() - t0
-    if warm:
+    n_anchored = int(anchored.sum()) if anchored is not None else 0
+    if n_anchored >= 3:
+        # The layout started in the previous map's frame and its anchors did not move: it is aligned.
+        to_display = (np.eye(2), 1.0, np.zeros(2))
+        coords = embedding
+    elif warm:
         coords, to_display = _align_all(embedding, here_rows, previous.coords[prev_rows])
     else:
         to_display = (np.eye(2), 1.0, -embedding.mean(axis=0))
         coords = embedding + to_display[2]
     timings["total"] = time.perf_counter() - t0
     return MapResult(result_set, params, coords.astype(np.float32), "warm" if warm else "umap",
-                     tuple(notices), timings, k, model, result_set.ids.copy(), to_display)
+                     tuple(notices), timings, k, model, result_set.ids.copy(), to_display,
+                     neighbour_ids, n_anchored)
 
 
 def _check(state: TaskState) -> None:
@@ -541,19 +563,28 @@ class _progress:  # noqa: N801 - used as a context manager
 
 
 def _fit_umap(vectors: np.ndarray, knn: tuple[np.ndarray, np.ndarray], params: MapParams, k: int, init,
-              warm: bool, store, ids: np.ndarray, state: TaskState):
+              warm: bool, anchored: np.ndarray | None, store, ids: np.ndarray, state: TaskState):
     import umap
+    from threadpoolctl import threadpool_limits
 
     _install_warning_filters()
     index = _SetIndex(store, ids, vectors, params.metric)
-    model = umap.UMAP(
+    common = dict(
         n_neighbors=k, min_dist=params.min_dist, metric=params.metric, n_components=2,
-        random_state=params.seed, n_epochs=params.n_epochs or (WARM_EPOCHS if warm else None), init=init,
-        learning_rate=WARM_LEARNING_RATE if warm else 1.0,
+        random_state=params.seed, init=init,
         precomputed_knn=(knn[0].copy(), knn[1].copy(), index), verbose=False, low_memory=True,
         n_jobs=1 if params.seed is not None else -1,
     )
-    with _progress(model, state):
+    if warm:
+        cold_epochs = params.n_epochs or (500 if len(vectors) <= 10_000 else 200)
+        model = warm_umap(anchored, n_epochs=min(WARM_EPOCHS, cold_epochs), learning_rate=WARM_LEARNING_RATE,
+                          **common)
+    else:
+        model = umap.UMAP(n_epochs=params.n_epochs, learning_rate=1.0, **common)
+    # A seeded map is the same map whatever the thread count: the layout runs serially (n_jobs=1) and BLAS
+    # (the spectral start's eigensolver) on one thread, whose sums do not depend on how work is split.
+    limit = 1 if params.seed is not None else None
+    with _progress(model, state), threadpool_limits(limit, user_api="blas"):
         model.fit(vectors)
     _check(state)
     return model
