@@ -166,3 +166,45 @@ def test_a_bad_cluster_address_or_a_missing_extra_is_one_line(tmp_path):
     assert proc.returncode != 0
     assert "pip install 'audiosim[cluster]'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_cancels_the_cluster_run_and_a_rerun_finishes_it(tmp_path):
+    """Ctrl-C at a terminal reaches the whole process group, the local cluster's workers included: the run
+    stops cleanly (exit 130) with no file failed because its worker was interrupted."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import ROOT
+    from tests.corpus import make_oneshots
+
+    n_files = 500  # enough that the run is still going after its first commit
+    corpus = tmp_path / "corpus"
+    make_oneshots(corpus, n_files, seed=4, min_seconds=0.2, max_seconds=0.6)
+    lib = tmp_path / "lib"
+    proc = subprocess.Popen([sys.executable, "-m", "audiosim", "--library", str(lib), "--json", "index", str(corpus),
+                             "--cluster", "local:2"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    import sqlite3
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:  # press Ctrl-C once a first batch is in
+        time.sleep(0.05)
+        try:
+            with sqlite3.connect(f"file:{lib / 'library.db'}?mode=ro", uri=True) as db:
+                if db.execute("select count(*) from assets").fetchone()[0] > 0:
+                    break
+        except sqlite3.Error:  # not created yet
+            continue
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, (proc.returncode, stderr[-2000:])
+    import json
+
+    report = json.loads(stdout)
+    assert report["failed"] == [], report["failed"][:3]
+    assert 0 < report["indexed"] < n_files
+    rerun = run_cli("--json", "index", corpus, "--cluster", "local:2", library=lib, timeout=120)
+    assert rerun.code == 0, rerun
+    assert rerun.json["skipped"] >= report["indexed"]
+    assert rerun.json["indexed"] + rerun.json["skipped"] == n_files
