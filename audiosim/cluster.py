@@ -108,15 +108,37 @@ def analyze_chunk_on_worker(jobs: list) -> tuple[list[tuple[str, Analysis | None
     return results, time.perf_counter() - started
 
 
-def _warm_worker(params) -> None:
-    """Import the analysis stack and build its filters on a worker before the first file, as the local pool
-    does before forking: a spawned worker would otherwise spend its first seconds importing librosa."""
-    import audiosim.audio.decode  # noqa: F401
-    import audiosim.audio.loudness  # noqa: F401
-    import audiosim.indexer  # noqa: F401
-    from audiosim.features.mfcc import _filters
+try:
+    from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
+except ImportError:  # the extra is missing: _import_distributed says so when a cluster is asked for
+    _WorkerPlugin = object
 
-    _filters(params)
+
+class _AnalysisWorkerSetup(_WorkerPlugin):
+    """Runs on every worker, also one restarted after a death.
+
+    Imports the analysis stack and builds its filters before the first file, as the local pool does before
+    forking (a spawned worker would otherwise spend its first seconds importing librosa). On a local
+    cluster, also ignores SIGINT: Ctrl-C at a terminal reaches the whole process group, and the indexing
+    process is the one that cancels cleanly; a worker interrupted mid-file would fail that file."""
+
+    name = "audiosim-analysis-setup"
+
+    def __init__(self, params, *, ignore_sigint: bool) -> None:
+        self.params, self.ignore_sigint = params, ignore_sigint
+
+    def setup(self, worker) -> None:
+        if self.ignore_sigint:
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            except ValueError:  # not the worker's main thread: nothing to protect there
+                pass
+        import audiosim.audio.decode  # noqa: F401
+        import audiosim.audio.loudness  # noqa: F401
+        import audiosim.indexer  # noqa: F401
+        from audiosim.features.mfcc import _filters
+
+        _filters(self.params)
 
 
 class _ClusterPool:
@@ -132,7 +154,10 @@ class _ClusterPool:
             if kind == "local":
                 # The scheduler of a LocalCluster lives in this process, so our retry policy applies to it;
                 # a remote scheduler keeps its own (``distributed.scheduler.allowed-failures``).
-                with dask.config.set({"distributed.scheduler.allowed-failures": WORKER_DEATHS_ALLOWED}):
+                # worker-saturation 1.0: a worker holds only the task it runs, so when it dies the scheduler
+                # blames that task alone, not an innocent one that was merely waiting there.
+                with dask.config.set({"distributed.scheduler.allowed-failures": WORKER_DEATHS_ALLOWED,
+                                      "distributed.scheduler.worker-saturation": 1.0}):
                     self._cluster = distributed.LocalCluster(
                         n_workers=target, threads_per_worker=1, processes=True, dashboard_address=None)
                 self._client = distributed.Client(self._cluster)
@@ -143,7 +168,7 @@ class _ClusterPool:
             raise AudiosimError(f"cannot reach the cluster at {address}: {exc}") from None
         self._pending: dict = {}  # future → chunk of jobs, for the failures' paths and for cancelling
         if params is not None:
-            self._client.run(_warm_worker, params)  # the workers there now; later ones warm on their first file
+            self._client.register_plugin(_AnalysisWorkerSetup(params, ignore_sigint=kind == "local"))
 
     @property
     def workers(self) -> int:
