@@ -157,9 +157,12 @@ class _ClusterPool:
                 # worker-saturation 1.0: a worker holds only the task it runs, so when it dies the scheduler
                 # blames that task alone, not an innocent one that was merely waiting there.
                 with dask.config.set({"distributed.scheduler.allowed-failures": WORKER_DEATHS_ALLOWED,
-                                      "distributed.scheduler.worker-saturation": 1.0}):
+                                      "distributed.scheduler.worker-saturation": 1.0,
+                                      # dask's default (64 KiB) returns freed memory to the OS after every
+                                      # array; analysis allocates many mid-sized arrays and slows down.
+                                      "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
                     self._cluster = distributed.LocalCluster(
-                        n_workers=target, threads_per_worker=1, processes=True, dashboard_address=None)
+                        n_workers=target, threads_per_worker=1, processes=True, dashboard_address=":0")  # any free port
                 self._client = distributed.Client(self._cluster)
             else:
                 self._client = distributed.Client(target, timeout=30)

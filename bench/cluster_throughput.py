@@ -1,8 +1,8 @@
 """Throughput of indexing on a local Dask cluster against the local worker pool, on the same machine.
 
-    .venv/bin/python bench/cluster_throughput.py [--files 1000] [--seed 0] [--json]
+    .venv/bin/python bench/cluster_throughput.py [--files 1000] [--min-seconds 0.2] [--max-seconds 0.6] [--json]
 
-Generates ``--files`` short one-shots (0.2–0.6 s, ``tests.corpus.make_oneshots``) once, then indexes them into
+Generates ``--files`` short one-shots (default 0.2–0.6 s, ``tests.corpus.make_oneshots``) once, then indexes them into
 a fresh library with each of: the local pool of 1 and 2 processes, and ``--cluster local:1`` / ``local:2``.
 Cluster times include starting the cluster, which is also timed on its own, so the per-file scheduler overhead
 is ``(cluster seconds - cluster start - pool seconds) / files`` for the same number of workers. Prints one
@@ -51,11 +51,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min-seconds", type=float, default=0.2, help="shortest file")
+    parser.add_argument("--max-seconds", type=float, default=0.6, help="longest file")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="audiosim-cluster-bench-") as tmp:
         corpus = Path(tmp) / "corpus"
-        make_oneshots(corpus, args.files, seed=args.seed, min_seconds=0.2, max_seconds=0.6)
+        make_oneshots(corpus, args.files, seed=args.seed, min_seconds=args.min_seconds,
+                      max_seconds=args.max_seconds)
         results: dict[str, dict] = {}
         for name, kwargs in (("pool:1", {"workers": 1}), ("pool:2", {"workers": 2}),
                              ("local:1", {"cluster": "local:1"}), ("local:2", {"cluster": "local:2"})):
