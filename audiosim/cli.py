@@ -67,9 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser = add_parser
     sub.global_options = common  # for commands with actions of their own (`store copy`)
 
-    p = sub.add_parser("index", help="index files and folders (recursive, incremental)")
+    p = sub.add_parser(
+        "index", help="index files and folders (recursive, incremental)",
+        epilog="examples:\n  audiosim index ~/Samples\n"
+               "  audiosim index ~/Samples --cluster local:4          # a local Dask cluster of 4 processes\n"
+               "  audiosim index /mnt/archive --cluster tcp://scheduler:8786   # workers see /mnt/archive too",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="analysis processes (default: cores)")
+    p.add_argument("--cluster", default=None, metavar="ADDR",
+                   help="analyse on Dask workers: local:N or a scheduler address tcp://host:8786 "
+                        "(needs pip install 'audiosim[cluster]')")
 
     p = sub.add_parser("query", help="find the segments most similar to a file, a region or several files")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -172,6 +180,10 @@ def cmd_index(args) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise AudiosimError("--workers must be at least 1")
+    if args.cluster:
+        from audiosim.cluster import check_cluster_address
+
+        check_cluster_address(args.cluster)  # a typo or a missing extra fails before the library opens
     state = TqdmState("indexing")
     previous = signal.getsignal(signal.SIGINT)
 
@@ -183,7 +195,8 @@ def cmd_index(args) -> int:
     signal.signal(signal.SIGINT, cancel)
     try:
         with _open(args, writable=True) as library:
-            report = index_paths(library, args.paths, workers=args.workers, state=state)
+            report = index_paths(library, args.paths, workers=args.workers, state=state,
+                                     cluster=args.cluster)
     finally:
         state.close()
         signal.signal(signal.SIGINT, previous)

@@ -211,8 +211,16 @@ class _Pool:
             self._pool.join()
 
 
+def _make_pool(workers: int, params: AnalysisParams, cluster: str | None):
+    if not cluster:
+        return _Pool(workers, params)
+    from audiosim.cluster import _ClusterPool
+
+    return _ClusterPool(cluster, params)
+
+
 def index_paths(library: Library, paths: Iterable[str | os.PathLike], *, workers: int | None = None,
-                state: TaskState | None = None, force: bool = False) -> IndexReport:
+                state: TaskState | None = None, force: bool = False, cluster: str | None = None) -> IndexReport:
     """Index files and folders into a writable library; see the module docstring.
 
     Parameters
@@ -222,6 +230,8 @@ def index_paths(library: Library, paths: Iterable[str | os.PathLike], *, workers
     workers : analysis processes; default: all cores
     state : progress, status, partial results (each failure as ``("failed", path, error)``), cancel
     force : re-analyse files even when they look unchanged
+    cluster : analyse on a Dask cluster instead of local processes: ``"local:N"`` or a scheduler address
+        such as ``"tcp://host:8786"`` (see :mod:`audiosim.cluster`); the walk and the writes stay here
     """
     state = state or NullState()
     started = time.perf_counter()
@@ -236,7 +246,7 @@ def index_paths(library: Library, paths: Iterable[str | os.PathLike], *, workers
             report.cancelled = True
             return report
     # Start workers before anything spawns threads (the vector store's BLAS pool, for example).
-    pool = _Pool(workers, library.params)
+    pool = _make_pool(workers, library.params, cluster)
     try:
         writer = LibraryWriter(library)
         writer.reconcile()

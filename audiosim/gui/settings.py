@@ -94,6 +94,16 @@ class Settings:
     def volume(self, value: int) -> None:
         self._set("audio/volume", int(value))
 
+    # -- indexing -----------------------------------------------------------------------------------------
+    @property
+    def cluster_address(self) -> str | None:
+        """Where indexing analyses files: ``local:N``, ``tcp://host:8786``, or None for this computer's pool."""
+        return (self._get("indexing/cluster") or "").strip() or None
+
+    @cluster_address.setter
+    def cluster_address(self, address: str | None) -> None:
+        self._set("indexing/cluster", (address or "").strip())
+
     # -- query --------------------------------------------------------------------------------------------
     @property
     def k(self) -> int:

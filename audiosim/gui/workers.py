@@ -157,10 +157,10 @@ def upgrade_job(library, state):
     return upgrade_library(library, workers=None, state=state)
 
 
-def index_job(paths: list[str]) -> Callable:
+def index_job(paths: list[str], cluster: str | None = None) -> Callable:
     def job(library, state):
         from audiosim.indexer import index_paths
 
-        return index_paths(library, paths, workers=None, state=state)
+        return index_paths(library, paths, workers=None, state=state, cluster=cluster)
 
     return job
