@@ -30,8 +30,8 @@ import numpy as np
 
 from audiosim.errors import StoreDimensionError, StoreError
 from audiosim.stores.base import (
-    UnknownIdError,
-    VectorStore,
+    SortedIdsMixin,
+    isin_sorted,
     as_ids,
     as_vectors,
     empty_result,
@@ -39,6 +39,9 @@ from audiosim.stores.base import (
     last_occurrence,
     merge_results,
     require_extra,
+    search_args,
+    UnknownIdError,
+    VectorStore,
 )
 
 annoy = require_extra("annoy", backend="annoy", extra="annoy")
@@ -54,7 +57,7 @@ EXACT_SUBSET_FRACTION = 0.1
 _DAMAGED = "vector store file {path} is damaged ({reason}); run `audiosim verify --repair` to rebuild it"
 
 
-class AnnoyStore(VectorStore):
+class AnnoyStore(SortedIdsMixin, VectorStore):
     """See the module docstring. ``path``/``name``/``dim`` as for `FaissStore`."""
 
     def __init__(self, path: Path, name: str, dim: int, *, n_trees: int = N_TREES) -> None:
@@ -91,19 +94,6 @@ class AnnoyStore(VectorStore):
             n, built = len(self._ids), int(self._indexed.sum())
         return f"annoy trees={self.n_trees} ({n} vectors, {n - built} searched exactly until the next rebuild)"
 
-    def count(self) -> int:
-        with self._lock:
-            return len(self._ids)
-
-    def ids(self) -> np.ndarray:
-        with self._lock:
-            return self._ids.copy()
-
-    def contains(self, ids: np.ndarray) -> np.ndarray:
-        ids = as_ids(ids, allow_negative=True)
-        with self._lock:
-            return _isin_sorted(ids, self._ids)
-
     def get(self, ids: np.ndarray) -> np.ndarray:
         ids = as_ids(ids, allow_negative=True)
         with self._lock:
@@ -121,10 +111,7 @@ class AnnoyStore(VectorStore):
     def search(
         self, queries: np.ndarray, k: int, *, allow_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        queries = as_vectors(queries, self.dim, what="queries")
-        k = int(k)
-        if k < 0:
-            raise StoreError(f"k must be >= 0, got {k}")
+        queries, k = search_args(queries, k, self.dim)
         with self._lock:  # a consistent snapshot; searching it needs no lock
             self._check_open()
             ids, vectors, indexed, items, index = self._ids, self._vectors, self._indexed, self._items, self._index
@@ -184,9 +171,9 @@ class AnnoyStore(VectorStore):
         ids, vectors = ids[keep], vectors[keep]  # sorted by id, unique
         with self._write_lock:
             self._check_open()
-            old_keep = ~_isin_sorted(self._ids, ids)
+            old_keep = ~isin_sorted(self._ids, ids)
             items = self._items.copy()
-            items[_isin_sorted(items, ids)] = -1  # replaced vectors: their index items are stale
+            items[isin_sorted(items, ids)] = -1  # replaced vectors: their index items are stale
             merged_ids = np.concatenate([self._ids[old_keep], ids])
             order = np.argsort(merged_ids, kind="stable")
             merged_vectors = np.concatenate([self._vectors[old_keep], vectors])[order]
@@ -199,11 +186,11 @@ class AnnoyStore(VectorStore):
         ids = np.unique(as_ids(ids, allow_negative=True))
         with self._write_lock:
             self._check_open()
-            gone = _isin_sorted(self._ids, ids)
+            gone = isin_sorted(self._ids, ids)
             if not gone.any():
                 return 0
             items = self._items.copy()
-            items[_isin_sorted(items, ids)] = -1
+            items[isin_sorted(items, ids)] = -1
             with self._lock:
                 self._ids, self._vectors = self._ids[~gone], self._vectors[~gone]
                 self._indexed, self._items = self._indexed[~gone], items
@@ -306,15 +293,8 @@ class AnnoyStore(VectorStore):
             items = np.empty(0, np.int64)
         self._ids, self._vectors, self._items, self._index = ids, vectors.astype(np.float32), items, index
         self._index_file = manifest.get("index") if index is not None else None
-        self._indexed = _isin_sorted(ids, np.sort(items[items >= 0]))
+        self._indexed = isin_sorted(ids, np.sort(items[items >= 0]))
         self._generation = int(manifest["generation"])
-
-
-def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    if len(sorted_set) == 0 or len(values) == 0:
-        return np.zeros(len(values), bool)
-    pos = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
-    return sorted_set[pos] == values
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:

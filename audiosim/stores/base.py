@@ -148,6 +148,44 @@ def last_occurrence(ids: np.ndarray) -> np.ndarray:
     return np.sort(len(ids) - 1 - first_in_reversed)
 
 
+def isin_sorted(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    """Boolean mask: which ``values`` are in the ascending array ``sorted_ids``."""
+    if len(sorted_ids) == 0 or len(values) == 0:
+        return np.zeros(len(values), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_ids, values), len(sorted_ids) - 1)
+    return sorted_ids[pos] == values
+
+
+class SortedIdsMixin:
+    """``count``, ``ids`` and ``contains`` for a store that keeps its ids as an ascending array ``_ids``
+    guarded by ``_lock`` (Faiss and Annoy)."""
+
+    _ids: np.ndarray
+    _lock: object
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._ids)
+
+    def ids(self) -> np.ndarray:
+        with self._lock:
+            return self._ids.copy()
+
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        ids = as_ids(ids, allow_negative=True)
+        with self._lock:
+            return isin_sorted(ids, self._ids)
+
+
+def search_args(queries: object, k: object, dim: int) -> tuple[np.ndarray, int]:
+    """The checked arguments of :meth:`VectorStore.search`: queries as float32 (n, dim), k >= 0."""
+    queries = as_vectors(queries, dim, what="queries")
+    k = int(k)
+    if k < 0:
+        raise StoreError(f"k must be >= 0, got {k}")
+    return queries, k
+
+
 def empty_result(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``m`` rows of ``k`` padding results."""
     return np.full((m, k), np.inf, dtype=np.float32), np.full((m, k), -1, dtype=np.int64)

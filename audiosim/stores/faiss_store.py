@@ -46,12 +46,15 @@ import numpy as np
 
 from audiosim.errors import StoreDimensionError, StoreError
 from audiosim.stores.base import (
-    UnknownIdError,
-    VectorStore,
+    SortedIdsMixin,
+    isin_sorted,
     as_ids,
     as_vectors,
     empty_result,
     last_occurrence,
+    search_args,
+    UnknownIdError,
+    VectorStore,
 )
 
 FORMAT_VERSION = 1
@@ -79,7 +82,7 @@ class AnnParams:
     build_recall: float  # recall@50 measured with this nprobe at build time (nan if unknown)
 
 
-class FaissStore(VectorStore):
+class FaissStore(SortedIdsMixin, VectorStore):
     """Vectors in a Faiss index in ``<path>/<name>.faiss``; see the module docstring.
 
     Parameters
@@ -145,24 +148,11 @@ class FaissStore(VectorStore):
         )
         return f"faiss ivf nlist={ann.nlist} nprobe={ann.nprobe} ({n} vectors{recall})"
 
-    def count(self) -> int:
-        with self._lock:
-            return len(self._ids)
-
-    def ids(self) -> np.ndarray:
-        with self._lock:
-            return self._ids.copy()
-
-    def contains(self, ids: np.ndarray) -> np.ndarray:
-        ids = as_ids(ids, allow_negative=True)
-        with self._lock:
-            return _isin_sorted(ids, self._ids)
-
     def get(self, ids: np.ndarray) -> np.ndarray:
         ids = as_ids(ids, allow_negative=True)
         with self._lock:
             self._check_open()
-            present = _isin_sorted(ids, self._ids)
+            present = isin_sorted(ids, self._ids)
             if not present.all():
                 missing = _unique_sorted(ids[~present])
                 shown = ", ".join(map(str, missing[:5].tolist())) + (", ..." if len(missing) > 5 else "")
@@ -172,10 +162,7 @@ class FaissStore(VectorStore):
     def search(
         self, queries: np.ndarray, k: int, *, allow_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        queries = as_vectors(queries, self.dim, what="queries")
-        k = int(k)
-        if k < 0:
-            raise StoreError(f"k must be >= 0, got {k}")
+        queries, k = search_args(queries, k, self.dim)
         m = len(queries)
         with self._lock:
             self._check_open()
@@ -185,7 +172,7 @@ class FaissStore(VectorStore):
             selector, fraction = None, 1.0
             if allow_ids is not None:
                 allowed = _unique_sorted(as_ids(allow_ids, allow_negative=True))
-                allowed = allowed[_isin_sorted(allowed, self._ids)]
+                allowed = allowed[isin_sorted(allowed, self._ids)]
                 if len(allowed) == 0:
                     return empty_result(m, k)
                 if len(allowed) <= EXACT_SUBSET_MAX or len(allowed) <= EXACT_SUBSET_FRACTION * n:
@@ -243,13 +230,13 @@ class FaissStore(VectorStore):
             ids, vectors = ids[keep], np.ascontiguousarray(vectors[keep])
         with self._write_lock:
             self._check_open()
-            present = _isin_sorted(ids, self._ids)
+            present = isin_sorted(ids, self._ids)
             count_after = len(self._ids) + int((~present).sum())
             if not self._needs_rebuild(count_after):
                 self._add_in_place(ids, vectors, present)
                 return
             old_ids, old_vectors = _export(self._index, self._ann)
-            keep = ~_isin_sorted(old_ids, np.sort(ids))
+            keep = ~isin_sorted(old_ids, np.sort(ids))
             self._rebuild(np.concatenate([old_ids[keep], ids]), np.concatenate([old_vectors[keep], vectors]))
 
     def _add_in_place(self, ids: np.ndarray, vectors: np.ndarray, present: np.ndarray) -> None:
@@ -274,17 +261,17 @@ class FaissStore(VectorStore):
         ids = _unique_sorted(as_ids(ids, allow_negative=True))
         with self._write_lock:
             self._check_open()
-            ids = ids[_isin_sorted(ids, self._ids)]
+            ids = ids[isin_sorted(ids, self._ids)]
             if len(ids) == 0:
                 return 0
             if not self._needs_rebuild(len(self._ids) - len(ids)):
                 with self._lock, _omp_threads(_max_threads()):
                     self._index.remove_ids(self._selector(ids))
-                    self._ids = self._ids[~_isin_sorted(self._ids, ids)]
+                    self._ids = self._ids[~isin_sorted(self._ids, ids)]
                     self._dirty = True
                 return len(ids)
             old_ids, old_vectors = _export(self._index, self._ann)
-            keep = ~_isin_sorted(old_ids, ids)
+            keep = ~isin_sorted(old_ids, ids)
             self._rebuild(old_ids[keep], old_vectors[keep])
             return len(ids)
 
@@ -515,14 +502,6 @@ def _unique_sorted(ids: np.ndarray) -> np.ndarray:
     if len(ids) < 2:
         return ids
     return ids[np.concatenate(([True], ids[1:] != ids[:-1]))]
-
-
-def _isin_sorted(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
-    """Boolean mask: which ``values`` are in the ascending array ``sorted_ids``."""
-    if len(sorted_ids) == 0:
-        return np.zeros(len(values), dtype=bool)
-    pos = np.minimum(np.searchsorted(sorted_ids, values), len(sorted_ids) - 1)
-    return sorted_ids[pos] == values
 
 
 def _merge_sorted(sorted_ids: np.ndarray, new_ids: np.ndarray) -> np.ndarray:

@@ -22,14 +22,15 @@ import numpy as np
 
 from audiosim.errors import StoreDimensionError, StoreError
 from audiosim.stores.base import (
-    UnknownIdError,
-    VectorStore,
     as_ids,
     as_vectors,
     empty_result,
     last_occurrence,
     redact_url,
     require_extra,
+    search_args,
+    UnknownIdError,
+    VectorStore,
 )
 
 pymilvus = require_extra("pymilvus", backend="milvus", extra="milvus")
@@ -174,10 +175,7 @@ class MilvusStore(VectorStore):
     def search(
         self, queries: np.ndarray, k: int, *, allow_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        queries = as_vectors(queries, self.dim, what="queries")
-        k = int(k)
-        if k < 0:
-            raise StoreError(f"k must be >= 0, got {k}")
+        queries, k = search_args(queries, k, self.dim)
         distances, found = empty_result(len(queries), k)
         limit = min(k, MAX_TOP_K)
         if limit == 0 or len(queries) == 0:

@@ -21,8 +21,6 @@ import numpy as np
 
 from audiosim.errors import StoreDimensionError, StoreError
 from audiosim.stores.base import (
-    UnknownIdError,
-    VectorStore,
     as_ids,
     as_vectors,
     empty_result,
@@ -30,6 +28,9 @@ from audiosim.stores.base import (
     last_occurrence,
     redact_url,
     require_extra,
+    search_args,
+    UnknownIdError,
+    VectorStore,
 )
 
 psycopg = require_extra("psycopg", backend="pgvector", extra="pgvector")
@@ -168,10 +169,7 @@ class PgvectorStore(VectorStore):
     def search(
         self, queries: np.ndarray, k: int, *, allow_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        queries = as_vectors(queries, self.dim, what="queries")
-        k = int(k)
-        if k < 0:
-            raise StoreError(f"k must be >= 0, got {k}")
+        queries, k = search_args(queries, k, self.dim)
         if k == 0 or len(queries) == 0:
             return empty_result(len(queries), k)
         allowed = None
