@@ -30,10 +30,10 @@ import numpy as np
 
 from audiosim.errors import StoreDimensionError, StoreError
 from audiosim.stores.base import (
+    add_args,
     SortedIdsMixin,
     isin_sorted,
     as_ids,
-    as_vectors,
     empty_result,
     exact_search,
     last_occurrence,
@@ -161,10 +161,7 @@ class AnnoyStore(SortedIdsMixin, VectorStore):
     # --- writing ------------------------------------------------------------------------------------
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = as_ids(ids)
-        vectors = as_vectors(vectors, self.dim)
-        if len(ids) != len(vectors):
-            raise StoreError(f"{len(ids)} ids for {len(vectors)} vectors")
+        ids, vectors = add_args(ids, vectors, self.dim)
         if len(ids) == 0:
             return
         keep = last_occurrence(ids)

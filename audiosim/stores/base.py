@@ -177,6 +177,15 @@ class SortedIdsMixin:
             return isin_sorted(ids, self._ids)
 
 
+def add_args(ids: object, vectors: object, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The checked arguments of :meth:`VectorStore.add`: int64 ids, float32 (n, dim) vectors, one each."""
+    ids = as_ids(ids)
+    vectors = as_vectors(vectors, dim)
+    if len(ids) != len(vectors):
+        raise StoreError(f"{len(ids)} ids for {len(vectors)} vectors")
+    return ids, vectors
+
+
 def search_args(queries: object, k: object, dim: int) -> tuple[np.ndarray, int]:
     """The checked arguments of :meth:`VectorStore.search`: queries as float32 (n, dim), k >= 0."""
     queries = as_vectors(queries, dim, what="queries")

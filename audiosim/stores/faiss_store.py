@@ -46,10 +46,10 @@ import numpy as np
 
 from audiosim.errors import StoreDimensionError, StoreError
 from audiosim.stores.base import (
+    add_args,
     SortedIdsMixin,
     isin_sorted,
     as_ids,
-    as_vectors,
     empty_result,
     last_occurrence,
     search_args,
@@ -219,10 +219,7 @@ class FaissStore(SortedIdsMixin, VectorStore):
     # --- writing ------------------------------------------------------------------------------------
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = as_ids(ids)
-        vectors = as_vectors(vectors, self.dim)
-        if len(ids) != len(vectors):
-            raise StoreError(f"{len(ids)} ids for {len(vectors)} vectors")
+        ids, vectors = add_args(ids, vectors, self.dim)
         if len(ids) == 0:
             return
         if len(_unique_sorted(ids)) < len(ids):

@@ -22,8 +22,8 @@ import numpy as np
 
 from audiosim.errors import StoreDimensionError, StoreError
 from audiosim.stores.base import (
+    add_args,
     as_ids,
-    as_vectors,
     empty_result,
     last_occurrence,
     redact_url,
@@ -209,10 +209,7 @@ class MilvusStore(VectorStore):
     # --- writing ------------------------------------------------------------------------------------
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = as_ids(ids)
-        vectors = as_vectors(vectors, self.dim)
-        if len(ids) != len(vectors):
-            raise StoreError(f"{len(ids)} ids for {len(vectors)} vectors")
+        ids, vectors = add_args(ids, vectors, self.dim)
         keep = last_occurrence(ids) if len(ids) else ids
         ids, vectors = ids[keep], vectors[keep]
         for i in range(0, len(ids), CHUNK):

@@ -21,8 +21,8 @@ import numpy as np
 
 from audiosim.errors import StoreDimensionError, StoreError
 from audiosim.stores.base import (
+    add_args,
     as_ids,
-    as_vectors,
     empty_result,
     exact_search,
     last_occurrence,
@@ -206,10 +206,7 @@ class PgvectorStore(VectorStore):
     # --- writing ------------------------------------------------------------------------------------
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = as_ids(ids)
-        vectors = as_vectors(vectors, self.dim)
-        if len(ids) != len(vectors):
-            raise StoreError(f"{len(ids)} ids for {len(vectors)} vectors")
+        ids, vectors = add_args(ids, vectors, self.dim)
         if len(ids) == 0:
             return
         keep = last_occurrence(ids)
