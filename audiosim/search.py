@@ -254,7 +254,7 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate])
     fs = params.frame_seconds
     radius = params.frames_per_segment_hop + 2
     query, weights = _alignment_features(seed.frames[:REFINE_MAX_FRAMES])
-    frames_cache: dict[int, Frames] = {}
+    targets: dict[int, tuple[Frames, np.ndarray]] = {}  # asset -> (frames, alignment features)
     assets = _assets(library, {c.asset_id for c in candidates})
     index = {w: i for i, w in enumerate(seed.windows)}
     refined = []
@@ -268,11 +268,12 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate])
             c.end = float(asset.duration or 0.0)
             refined.append(c)
             continue
-        if c.asset_id not in frames_cache:
-            frames_cache[c.asset_id] = library.load_frames(asset)
-        target = frames_cache[c.asset_id]
+        if c.asset_id not in targets:
+            stored = library.load_frames(asset)
+            targets[c.asset_id] = stored, _alignment_features(stored)[0]
+        target, target_features = targets[c.asset_id]
         guess = int(round(c.start / fs))
-        best_offset = _climb(query, weights, _alignment_features(target)[0], guess, radius)
+        best_offset = _climb(query, weights, target_features, guess, radius)
         own = [w for w in seed.windows if w[0] + best_offset >= 0 and w[1] + best_offset <= len(target)]
         if own:
             shifted = [(s + best_offset, e + best_offset) for s, e in own]

@@ -26,9 +26,10 @@ def segment_windows(rms_db: np.ndarray, params: AnalysisParams) -> list[tuple[in
         return []
     width, hop = params.frames_per_segment, params.frames_per_segment_hop
     rms = rms_db.astype(np.float32)
-    threshold = gap_threshold_db(float(rms.max()), params)
+    peak = float(rms.max())
+    threshold = gap_threshold_db(peak, params)
     if n <= width:
-        return [(0, n)] if float(rms.max()) >= threshold else []
+        return [(0, n)] if peak >= threshold else []
     starts = list(range(0, n - width + 1, hop))
     if starts[-1] + width < n:
         starts.append(n - width)

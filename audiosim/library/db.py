@@ -307,8 +307,10 @@ class Library:
         return self.open_store_at(self.store_spec, name)
 
     def discard_store_if_other_dim(self, name: str) -> None:
-        """Open the store once so that one of another dimension is set aside now (writers only)."""
-        self._stores.pop(name, None)
+        """Open the store afresh so that one of another dimension is set aside now (writers only)."""
+        stale = self._stores.pop(name, None)
+        if stale is not None:
+            stale.close()
         self.store(name)
 
     def require_current(self) -> None:

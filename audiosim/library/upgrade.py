@@ -31,9 +31,10 @@ from audiosim.library.frames import OldFramesError, load_frames
 from audiosim.library.models import STATUS_INDEXED, Asset
 from audiosim.tasks import NullState, TaskState
 
-# What the frames themselves depend on: an asset analysed with other values must be decoded again.
+# Kept from the old library: the user's choice of analysis, not a property of the code. The frame fields
+# among them never change in an upgrade, so stored frames serve whenever their format holds what the new
+# embedding needs (load_frames refuses those that do not).
 FRAME_FIELDS = ("sample_rate", "n_mfcc", "n_mels", "n_fft", "hop_length", "fmin", "fmax")
-# Kept from the old library: the user's choice of analysis, not a property of the code.
 KEPT_FIELDS = FRAME_FIELDS + ("segment_seconds", "segment_hop_seconds")
 COMMIT_EVERY = 64
 
@@ -57,16 +58,22 @@ def upgraded_params(old: AnalysisParams) -> AnalysisParams:
     return dataclasses.replace(AnalysisParams(), **{f: getattr(old, f) for f in KEPT_FIELDS})
 
 
+def _pending(library: Library):
+    """Indexed assets not yet analysed under the library's current parameters (a select)."""
+    return select(Asset).where(Asset.status == STATUS_INDEXED, Asset.analysis_key != analysis_key(library.params))
+
+
 def pending_assets(library: Library) -> list[Asset]:
-    """Indexed assets not yet analysed under the library's current parameters."""
-    key = analysis_key(library.params)
     with library.Session() as s:
-        return list(s.scalars(select(Asset).where(Asset.status == STATUS_INDEXED, Asset.analysis_key != key)
-                              .order_by(Asset.id)))
+        return list(s.scalars(_pending(library).order_by(Asset.id)))
 
 
 def needs_upgrade(library: Library) -> bool:
-    return upgraded_params(library.params) != library.params or bool(pending_assets(library))
+    """Cheap enough for every index run and every window open: one row at most is read."""
+    if upgraded_params(library.params) != library.params:
+        return True
+    with library.Session() as s:
+        return s.scalars(_pending(library).limit(1)).first() is not None
 
 
 def upgrade_library(library: Library, *, workers: int | None = None,
@@ -88,7 +95,7 @@ def upgrade_library(library: Library, *, workers: int | None = None,
     # Workers start before the stores are opened: forking after a BLAS pool exists is unsafe.
     pool = _Pool(max(1, workers or os.cpu_count() or 1), new)
     try:
-        _upgrade(library, pending, pool, old, new, state, report)
+        _upgrade(library, pending, pool, state, report)
     finally:
         pool.close(cancelled=state.cancelled)
     report.cancelled = state.cancelled
@@ -96,15 +103,14 @@ def upgrade_library(library: Library, *, workers: int | None = None,
     return report
 
 
-def _upgrade(library: Library, pending: list[Asset], pool, old: AnalysisParams, new: AnalysisParams,
-             state: TaskState, report: UpgradeReport) -> None:
+def _upgrade(library: Library, pending: list[Asset], pool, state: TaskState, report: UpgradeReport) -> None:
     from audiosim.indexer import IndexReport, _Job, _run_jobs
     from audiosim.library.writer import LibraryWriter
 
     for name in ("segments", "files"):
         library.discard_store_if_other_dim(name)
+    new = library.params
     state.set_status(f"upgrading {len(pending)} files to analysis version {new.version}")
-    same_frames = all(getattr(old, f) == getattr(new, f) for f in FRAME_FIELDS)
     writer = LibraryWriter(library)
     writer.reconcile()
     to_decode: list[Asset] = []
@@ -112,7 +118,7 @@ def _upgrade(library: Library, pending: list[Asset], pool, old: AnalysisParams, 
     for done, asset in enumerate(pending, 1):
         if state.cancelled:
             break
-        analysis = _from_frames(library, asset) if same_frames else None
+        analysis = _from_frames(library, asset)
         if analysis is not None:
             batch.append(analysis)
             report.from_frames += 1
