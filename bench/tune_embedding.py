@@ -32,29 +32,23 @@ sys.path.insert(0, str(ROOT))
 
 from audiosim.config import AnalysisParams  # noqa: E402
 from audiosim.features import embedding  # noqa: E402
+from tests import real_eval  # noqa: E402
 from tests.real_sounds import make_drum_corpus, make_instrument_corpus  # noqa: E402
 
 TUNE_SOURCES = ("fluid", "gm6")
 OUT = ROOT / "audiosim" / "features" / embedding.CONSTANTS_FILE
 
 
-def _describe(path: str) -> tuple[np.ndarray, np.ndarray]:
+def _describe(path: str) -> np.ndarray:
     from audiosim.analysis import analyze_file
 
     params = AnalysisParams()
-    frames = analyze_file(path, params).frames
-    return embedding.raw_file_descriptor(frames, params), baseline_vector(frames)
-
-
-def baseline_vector(frames) -> np.ndarray:
-    """The textbook recipe: mean and standard deviation of every MFCC over the sounding frames."""
-    rms = frames.rms_db.astype(np.float32)
-    mfcc = frames.mfcc.astype(np.float32)[rms >= rms.max() - 60]
-    return np.concatenate([mfcc.mean(0), mfcc.std(0)])
+    return embedding.raw_file_descriptor(analyze_file(path, params).frames, params)
 
 
 def load_corpus(root: Path) -> dict:
-    """Raw descriptors, baseline vectors and labels of every file, cached in ``root/descriptors.npz``."""
+    """Raw descriptors, baseline vectors (``tests/real_eval.py``'s, as ``bench/eval_real.py`` scores them)
+    and labels of every file, cached in ``root/descriptors.npz``."""
     drums = make_drum_corpus(root / "drums")
     instruments = make_instrument_corpus(root / "instruments")
     files = [(p, lab, "drum") for p, lab in drums.items()] + [(p, lab, "instrument") for p, lab in instruments.items()]
@@ -63,33 +57,29 @@ def load_corpus(root: Path) -> dict:
     names = np.array([str(p) for p, _, _ in files])
     if cache.exists():
         data = dict(np.load(cache))
-        if len(data["paths"]) == len(names) and (data["paths"] == names).all():
+        if len(data["paths"]) == len(names) and (data["paths"] == names).all() and "baseline" in data:
             return data
     n = embedding.raw_dim(AnalysisParams().n_mfcc)
     if not OUT.exists() or len(np.load(OUT)["mu"]) != n:  # analysis needs constants: the identity will do
         embedding.Transform(np.zeros(n), np.eye(n), np.ones(AnalysisParams().n_mfcc - 1, np.float32)).save(OUT)
     with ProcessPoolExecutor(2) as pool:
-        described = list(pool.map(_describe, names, chunksize=16))
-    data = {"paths": names, "raw": np.stack([r for r, _ in described]), "base": np.stack([b for _, b in described]),
+        raw = np.stack(list(pool.map(_describe, names, chunksize=16)))
+    data = {"paths": names, "raw": raw, "baseline": real_eval.baseline_vectors(names)[0],
             "cls": np.array([f"{kind}:{lab.cls}" for _, lab, kind in files]),
             "source": np.array([lab.source for _, lab, _ in files]), "kind": np.array([k for _, _, k in files])}
     np.savez(cache, **data)
     return data
 
 
-def cross_source_precision(x: np.ndarray, cls: np.ndarray, source: np.ndarray, queries: np.ndarray,
-                           k: int = 10) -> tuple[float, dict[str, float]]:
-    """Mean over ``queries`` of the share of same-class files among the k nearest from other sources."""
-    scores, per_class = [], {}
-    sq = (x * x).sum(1)
-    for i in np.flatnonzero(queries):
-        d = sq - 2 * x @ x[i] + sq[i]
-        d[source == source[i]] = np.inf
-        nearest = np.argpartition(d, k)[:k]
-        hit = float((cls[nearest] == cls[i]).mean())
-        scores.append(hit)
-        per_class.setdefault(cls[i], []).append(hit)
-    return float(np.mean(scores)), {c: float(np.mean(v)) for c, v in sorted(per_class.items())}
+def cross_source_precision(x: np.ndarray, paths: np.ndarray, cls: np.ndarray, source: np.ndarray,
+                           queries: np.ndarray) -> tuple[float, dict[str, float]]:
+    """``tests/real_eval.py``'s cross-source precision@10 over in-memory vectors: the mean share of
+    same-class files among the 10 nearest from other sources, for the ``queries`` rows."""
+    labels = {p: (c, s) for p, c, s in zip(paths, cls, source)}
+    # Enough neighbours that 10 from other sources remain whatever the query's own source holds.
+    k = int(max(np.unique(source, return_counts=True)[1])) + 10
+    results = real_eval.nearest_results((x, np.arange(len(x))), paths, paths[queries], k=k)
+    return real_eval.cross_source_precision(results, labels)
 
 
 def fit(raw: np.ndarray, cls: np.ndarray, *, lam: float, dim: int, n_mfcc: int) -> embedding.Transform:
@@ -124,12 +114,11 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help=f"write the constants to {OUT.relative_to(ROOT)}")
     args = parser.parse_args()
     data = load_corpus(args.corpus)
-    raw, base, cls, source, kind = data["raw"], data["base"], data["cls"], data["source"], data["kind"]
+    raw, xb, paths = data["raw"], data["baseline"], data["paths"]
+    cls, source, kind = data["cls"], data["source"], data["kind"]
     tune = np.isin(source, TUNE_SOURCES)
     model = fit(raw[tune], cls[tune], lam=args.lam, dim=args.dim, n_mfcc=AnalysisParams().n_mfcc)
     x = model.apply(raw)
-    b_mu, b_sd = base[tune].mean(0), base[tune].std(0)
-    xb = (base - b_mu) / b_sd
     print(f"{len(raw)} files; tune on {', '.join(TUNE_SOURCES)}; lambda {args.lam}, {args.dim} dims")
     print(f"{'set':<24}{'baseline':>10}{'audiosim':>10}")
     for k in ("drum", "instrument"):
@@ -137,13 +126,13 @@ def main() -> None:
             sel = kind == k
             if not (queries & sel).any():
                 continue
-            pb, _ = cross_source_precision(xb[sel], cls[sel], source[sel], queries[sel])
-            pa, per = cross_source_precision(x[sel], cls[sel], source[sel], queries[sel])
+            pb, _ = cross_source_precision(xb[sel], paths[sel], cls[sel], source[sel], queries[sel])
+            pa, per = cross_source_precision(x[sel], paths[sel], cls[sel], source[sel], queries[sel])
             print(f"{k + 's ' + name:<24}{pb:>10.3f}{pa:>10.3f}   " +
                   " ".join(f"{c.split(':')[1]} {v:.2f}" for c, v in per.items()))
         for s in sorted(set(source[(kind == k) & ~tune])):
             sel = kind == k
-            pa, _ = cross_source_precision(x[sel], cls[sel], source[sel], (source == s)[sel])
+            pa, _ = cross_source_precision(x[sel], paths[sel], cls[sel], source[sel], (source == s)[sel])
             print(f"{'  ' + s:<24}{'':>10}{pa:>10.3f}")
     if args.write:
         model.save(OUT)
