@@ -292,16 +292,19 @@ def make_drum_corpus(root: Path, *, sources: Sequence[str] | None = None,
     return files
 
 
-def _render_slots(root: Path, source: str, spec: _SoundFont, slots: list, labels: list) -> dict[Path, Label]:
+def _render_slots(root: Path, source: str, spec: _SoundFont, slots: list, labels: list, *,
+                  hold: float = _SLOT - 0.3, kit_folders: bool = True) -> dict[Path, Label]:
+    """Render one note per slot and write each as ``root/source/[kit/]class/name.wav``, labelled;
+    ``labels`` holds ``(kit, class, name)`` per slot."""
     files: dict[Path, Label] = {}
     with tempfile.TemporaryDirectory(prefix="audiosim-render-") as tmp:
         midi, wav = Path(tmp) / "notes.mid", Path(tmp) / "render.wav"
-        write_midi(midi, _note_events(slots))
+        write_midi(midi, _note_events(slots, hold=hold))
         audio = _render(spec, midi, wav)
     for clip, (kit, cls, name) in zip(_slice_notes(audio, len(slots)), labels):
         if clip is None:
             continue
-        path = root / source / kit / cls / f"{name}.wav"
+        path = (root / source / kit if kit_folders else root / source) / cls / f"{name}.wav"
         _write(path, clip)
         files[path] = Label(cls, spec.source, f"{source}/{kit}")
     return files
@@ -340,16 +343,7 @@ def make_instrument_corpus(root: Path, *, sources: Sequence[str] | None = None,
                 for pitch in pitches:
                     slots.append((0, 0, program, pitch, velocity))
                     labels.append((f"p{program}", family, f"{family}_p{program}_n{pitch}"))
-        with tempfile.TemporaryDirectory(prefix="audiosim-render-") as tmp:
-            midi, wav = Path(tmp) / "notes.mid", Path(tmp) / "render.wav"
-            write_midi(midi, _note_events(slots, hold=seconds))
-            audio = _render(spec, midi, wav)
-        for clip, (kit, cls, name) in zip(_slice_notes(audio, len(slots)), labels):
-            if clip is None:
-                continue
-            path = root / source / cls / f"{name}.wav"
-            _write(path, clip)
-            files[path] = Label(cls, spec.source, f"{source}/{kit}")
+        files.update(_render_slots(root, source, spec, slots, labels, hold=seconds, kit_folders=False))
     _save_manifest(root, key, files)
     return files
 
