@@ -19,16 +19,22 @@ from sqlalchemy import select
 from audiosim.config import AnalysisParams
 from audiosim.errors import QueryError
 from audiosim.features.embedding import embed_windows, file_embedding, transform
-from audiosim.features.mfcc import Frames
+from audiosim.features.mfcc import LOW_FLOOR_DB, Frames, dct_matrix
+from audiosim.features.noise import NoiseFloor, noise_floor, with_noise_floor, without_noise_floor
+from audiosim.features.noise import gain_db as noise_gain_db
 from audiosim.features.segments import segment_windows
 from audiosim.library.db import Library
 from audiosim.library.models import STATUS_INDEXED, Asset, Segment
 
 MAX_QUERY_WINDOWS = 40  # a longer query is subsampled evenly: the alignment needs only a few
 CANDIDATES_PER_WINDOW = 64
+VOTE_STEPS = 4  # query windows per stored hop, when voting for alignments
 REFINE_MAX_FRAMES = 430  # ≈ 10 s of frames are plenty to place an excerpt to a frame
 NEGATIVE_WEIGHT = 2.0
 LEVEL_RANGE_DB = 30.0  # alignment compares levels down to this far below the loudest frame
+FIT_WEIGHT = 2.0  # a refined alignment's score: window distance + this × the RMS frame misfit
+SILENCE_POWER = 1e-10  # the analysis floor (-100 dB): the frames of digital silence
+CLIMB_STEPS = 4  # how many radii an alignment may move from its votes
 LEVEL_SCALE_DB = 6.0  # a level difference of this much costs as much as one standard unit of timbre
 
 
@@ -78,6 +84,7 @@ class _Candidate:
     distance: float
     segment_id: int | None
     end: float | None = None
+    fit: float = math.inf  # the frame alignment's cost, once refined
 
 
 def search(library: Library, seeds: list[Seed], *, k: int = 50, level: str = "segment",
@@ -194,19 +201,25 @@ def _sequence_candidates(library: Library, seed: _SeedFeatures, k: int, allowed:
                          excluded: set[int]) -> list[_Candidate]:
     params = library.params
     fs = params.frame_seconds
-    pick = np.unique(np.linspace(0, len(seed.windows) - 1, min(len(seed.windows), MAX_QUERY_WINDOWS))
-                     .round().astype(int))
-    windows = [seed.windows[i] for i in pick]
-    vectors = seed.vectors[pick]
-    weights = seed.window_weights[pick]
+    windows = _vote_windows(seed.frames, params)
+    pick = np.unique(np.linspace(0, len(windows) - 1, min(len(windows), MAX_QUERY_WINDOWS)).round().astype(int))
+    windows = [windows[i] for i in pick]
+    vectors = embed_windows(seed.frames, windows, params)
+    weights = _window_weights(seed.frames, windows)
     store = library.store("segments")
     n_per_window = max(CANDIDATES_PER_WINDOW, 4 * k) if len(windows) > 1 else 4 * k + 16
+    n_windows = len(windows)
+    floor = noise_floor(seed.frames, params)
+    if floor is not None:  # also search as if the query had no noise: its quiet parts are then like the original's
+        vectors = np.concatenate([vectors, embed_windows(without_noise_floor(seed.frames, floor, params),
+                                                         windows, params)])
     distances, ids = store.search(vectors, n_per_window, allow_ids=_allowed_segment_ids(library, allowed))
     segs = _segment_rows(library, np.unique(ids[ids >= 0]))
     votes: dict[int, list[tuple[float, int, float, int]]] = defaultdict(list)  # asset -> (T, window, d, seg)
-    for w, (offset_frames, _) in enumerate(windows):
-        offset = offset_frames * fs
-        for d, sid in zip(distances[w], ids[w]):
+    for row in range(len(vectors)):
+        w = row % n_windows
+        offset = windows[w][0] * fs
+        for d, sid in zip(distances[row], ids[row]):
             if sid < 0 or sid not in segs:
                 continue
             asset_id, t0, _t1 = segs[sid]
@@ -215,6 +228,7 @@ def _sequence_candidates(library: Library, seed: _SeedFeatures, k: int, allowed:
             votes[asset_id].append((t0 - offset, w, float(d), int(sid)))
     # A window with no vote for an alignment counts as its worst retrieved distance.
     miss = np.array([row[np.isfinite(row)].max() if np.isfinite(row).any() else 1e3 for row in distances])
+    miss = miss.reshape(-1, n_windows).max(axis=0)
     tolerance = params.segment_hop_seconds * 0.75
     candidates = []
     for asset_id, asset_votes in votes.items():
@@ -222,6 +236,13 @@ def _sequence_candidates(library: Library, seed: _SeedFeatures, k: int, allowed:
     candidates.sort(key=lambda c: c.distance)
     candidates = candidates[: 3 * k + 10]
     return _refine(library, seed, candidates)
+
+
+def _vote_windows(frames: Frames, params: AnalysisParams) -> list[tuple[int, int]]:
+    """The query's windows for voting, VOTE_STEPS times denser than the stored grid: the stored windows
+    start wherever the grid put them, and one of these then starts within an eighth of a hop of each."""
+    dense = dataclasses.replace(params, segment_hop_seconds=params.segment_hop_seconds / VOTE_STEPS)
+    return segment_windows(frames.rms_db, dense) or segment_windows(frames.rms_db, params)
 
 
 def _alignments(asset_id: int, votes: list, miss: np.ndarray, weights: np.ndarray, tolerance: float,
@@ -249,12 +270,15 @@ def _alignments(asset_id: int, votes: list, miss: np.ndarray, weights: np.ndarra
 
 
 def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate]) -> list[_Candidate]:
-    """Place each alignment to a frame on the stored frames, then score it on the aligned windows."""
+    """Place each alignment to a frame on the stored frames, then score it on the aligned windows and on
+    how well the frames themselves line up (``FIT_WEIGHT``)."""
     params = library.params
     fs = params.frame_seconds
     radius = params.frames_per_segment_hop + 2
     query, weights = _alignment_features(seed.frames[:REFINE_MAX_FRAMES])
-    targets: dict[int, tuple[Frames, np.ndarray]] = {}  # asset -> (frames, alignment features)
+    floor = noise_floor(seed.frames, params)
+    pad = len(query) // 2  # silence around each asset: an alignment may hang over its start or end by this
+    targets: dict[int, tuple[Frames, np.ndarray]] = {}  # asset -> (padded frames, alignment features)
     assets = _assets(library, {c.asset_id for c in candidates})
     index = {w: i for i, w in enumerate(seed.windows)}
     refined = []
@@ -262,29 +286,70 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate])
         asset = assets.get(c.asset_id)
         if asset is None:
             continue
-        span_frames = len(seed.frames)
-        if asset.n_segments <= 1 and (asset.duration or 0.0) <= seed.duration + params.segment_hop_seconds:
-            c.start = 0.0
-            c.end = float(asset.duration or 0.0)
-            refined.append(c)
-            continue
+        duration = float(asset.duration or 0.0)
         if c.asset_id not in targets:
-            stored = library.load_frames(asset)
-            targets[c.asset_id] = stored, _alignment_features(stored)[0]
+            padded = _with_silence(library.load_frames(asset), pad, params)
+            targets[c.asset_id] = padded, _alignment_features(padded)[0]
         target, target_features = targets[c.asset_id]
-        guess = int(round(c.start / fs))
-        best_offset = _climb(query, weights, target_features, guess, radius)
-        own = [w for w in seed.windows if w[0] + best_offset >= 0 and w[1] + best_offset <= len(target)]
-        if own:
-            shifted = [(s + best_offset, e + best_offset) for s, e in own]
-            vectors = embed_windows(target, shifted, params)
-            rows = [index[w] for w in own]
-            c.distance = float(np.average(np.linalg.norm(vectors - seed.vectors[rows], axis=1),
-                                          weights=seed.window_weights[rows]))
-        c.start = max(0.0, best_offset * fs)
-        c.end = min(float(asset.duration or 0.0), c.start + span_frames * fs)
+        whole = asset.n_segments <= 1 and duration <= seed.duration + params.segment_hop_seconds
+        guess = pad + (0 if whole else int(round(c.start / fs)))
+        offset, cost = _climb(query, weights, target_features, guess, radius)
+        heard, origin = target, 0
+        if floor is not None:
+            for start in {guess, offset}:  # the gain at the plain alignment may be the better guess
+                noisy = _climb_through_floor(seed, query, weights, target, start, radius, floor, params)
+                if noisy[1] < cost:
+                    offset, cost, heard, origin = noisy
+        c.fit = cost
+        if whole:  # the match is the asset itself
+            c.start, c.end = 0.0, duration
+        else:
+            begin = offset - pad  # the query's first frame, in the asset's frames
+            inside = len(target) - 2 * pad
+            own = [w for w in seed.windows if w[0] + begin >= 0 and w[1] + begin <= inside]
+            if own:
+                shifted = [(s + offset - origin, e + offset - origin) for s, e in own]
+                vectors = embed_windows(heard, shifted, params)
+                rows = [index[w] for w in own]
+                c.distance = float(np.average(np.linalg.norm(vectors - seed.vectors[rows], axis=1),
+                                              weights=seed.window_weights[rows]))
+            c.start = max(0.0, begin * fs)
+            c.end = min(duration, c.start + len(seed.frames) * fs)
+        c.distance += FIT_WEIGHT * math.sqrt(cost)
         refined.append(c)
     return refined
+
+
+def _with_silence(frames: Frames, pad: int, params: AnalysisParams) -> Frames:
+    """``frames`` with ``pad`` frames of digital silence before and after: what lies outside a file is
+    nothing, so an alignment that hangs over its edge pays for the query's sound it leaves unmatched."""
+    silent_mfcc = (np.full(params.n_mels, 10.0 * np.log10(SILENCE_POWER), np.float32) @ dct_matrix(params).T)
+    silence = Frames(np.tile(silent_mfcc.astype(np.float16), (pad, 1)),
+                     np.full(pad, 10.0 * np.log10(SILENCE_POWER), np.float16),
+                     np.full((pad, frames.low.shape[1]), LOW_FLOOR_DB, np.float16))
+    return Frames.concat([silence, frames, silence], params.n_mfcc)
+
+
+def _climb_through_floor(seed: _SeedFeatures, query: np.ndarray, weights: np.ndarray, target: Frames,
+                         guess: int, radius: int, floor: NoiseFloor,
+                         params: AnalysisParams) -> tuple[int, float, Frames, int]:
+    """:func:`_climb` on the candidate's frames with the query's noise floor added (at the gain between
+    them, estimated where the query is loud): a noisy excerpt compared with its original as it would sound
+    through the same noise. Returns (offset, cost, the noisy span of the target, its first frame).
+
+    The caller keeps whichever of this and the plain alignment fits better: a clean query's "floor" is
+    only its quietest frames, and adding those to the candidate would blur it for nothing."""
+    reach = (CLIMB_STEPS + 1) * radius + len(query)
+    origin = max(0, guess - reach)
+    span = target[origin:guess + reach + len(query)]
+    rms_q = seed.frames.rms_db[:REFINE_MAX_FRAMES]
+    offset, cost = guess, math.inf
+    for _ in range(2):  # the second pass uses the gain at the better offset
+        gain = noise_gain_db(rms_q, span.rms_db, offset - origin)
+        heard = with_noise_floor(span, floor, gain, params)
+        offset, cost = _climb(query, weights, _alignment_features(heard)[0], offset - origin, radius)
+        offset += origin
+    return offset, cost, heard, origin
 
 
 def _alignment_features(frames: Frames) -> tuple[np.ndarray, np.ndarray]:
@@ -298,18 +363,19 @@ def _alignment_features(frames: Frames) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _climb(query: np.ndarray, weights: np.ndarray, target: np.ndarray, guess: int, radius: int,
-           steps: int = 4) -> int:
+           steps: int = CLIMB_STEPS) -> tuple[int, float]:
     """:func:`_best_offset`, searched again from the edge while the best lies on it: the votes of a
     sustained sound, whose windows all look alike, can place an alignment further off than one radius."""
-    best = _best_offset(query, weights, target, guess, radius)
+    best, cost = _best_offset(query, weights, target, guess, radius)
     for _ in range(steps):
         if abs(best - guess) < radius:
             break
-        guess, best = best, _best_offset(query, weights, target, best, radius)
-    return best
+        guess, (best, cost) = best, _best_offset(query, weights, target, best, radius)
+    return best, cost
 
 
-def _best_offset(query: np.ndarray, weights: np.ndarray, target: np.ndarray, guess: int, radius: int) -> int:
+def _best_offset(query: np.ndarray, weights: np.ndarray, target: np.ndarray, guess: int,
+                 radius: int) -> tuple[int, float]:
     """The frame offset of ``query`` in ``target`` near ``guess`` with the least power-weighted mean squared
     difference (offsets where less than half of the query overlaps the target are not considered).
 
@@ -321,7 +387,7 @@ def _best_offset(query: np.ndarray, weights: np.ndarray, target: np.ndarray, gue
     lo = max(-pad, guess - radius)
     hi = min(nt - max(1, pad), guess + radius)
     if hi < lo or nt == 0:
-        return max(0, min(guess, nt - 1))
+        return max(0, min(guess, nt - 1)), math.inf
     # Pad with NaN so that every candidate offset is one sliding window; NaN marks "no overlap".
     padded = np.full((nt + 2 * nq, target.shape[1]), np.nan, np.float32)
     padded[nq:nq + nt] = target
@@ -337,7 +403,8 @@ def _best_offset(query: np.ndarray, weights: np.ndarray, target: np.ndarray, gue
     gain = np.nansum(gap * weights, axis=1, keepdims=True) / mass[:, None]
     per_frame += np.square((gap - gain) / LEVEL_SCALE_DB)
     costs = np.where(overlap.any(axis=1), np.nansum(per_frame * weights, axis=1) / mass, np.inf)
-    return lo + int(np.argmin(costs))
+    best = int(np.argmin(costs))
+    return lo + best, float(costs[best])
 
 
 # -- several seeds ----------------------------------------------------------------------------------------
