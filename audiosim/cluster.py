@@ -38,6 +38,26 @@ MAX_FILES_PER_TASK = 64
 # How many times the scheduler reruns a task whose worker died before calling it failed ("retried once").
 WORKER_DEATHS_ALLOWED = 1
 WORKER_DIED = "worker died while analysing this file"
+
+# The Dask settings of a ``local:N`` cluster (its nannies keep them for workers they restart). A remote
+# scheduler and its workers keep their own; the README suggests the same ones.
+LOCAL_CLUSTER_CONFIG = {
+    # The scheduler of a LocalCluster lives in this process, so our retry policy applies to it.
+    "distributed.scheduler.allowed-failures": WORKER_DEATHS_ALLOWED,
+    # A worker holds only the task it runs, so when it dies the scheduler blames that task alone, not an
+    # innocent one that was merely waiting there.
+    "distributed.scheduler.worker-saturation": 1.0,
+    # dask's default (64 KiB) returns freed memory to the OS after every array; analysis allocates many
+    # mid-sized arrays and slows down.
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    # Background work that competes with the analysis for the same cores (measured idle: 0.1 instead of
+    # 1.0 CPU-second per 10 s for local:2): the statistical profiler samples every worker thread each 10 ms,
+    # and every server checks every 20 ms that its event loop is not blocked; both only feed the dashboard.
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "200ms",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
 INSTALL_HINT = "indexing on a cluster needs dask.distributed: pip install 'audiosim[cluster]'"
 
 # Test-only: a worker analysing a file whose name contains this text SIGKILLs itself, to prove a dead
@@ -174,15 +194,7 @@ class _ClusterPool:
         self._cluster = None
         try:
             if kind == "local":
-                # The scheduler of a LocalCluster lives in this process, so our retry policy applies to it;
-                # a remote scheduler keeps its own (``distributed.scheduler.allowed-failures``).
-                # worker-saturation 1.0: a worker holds only the task it runs, so when it dies the scheduler
-                # blames that task alone, not an innocent one that was merely waiting there.
-                with dask.config.set({"distributed.scheduler.allowed-failures": WORKER_DEATHS_ALLOWED,
-                                      "distributed.scheduler.worker-saturation": 1.0,
-                                      # dask's default (64 KiB) returns freed memory to the OS after every
-                                      # array; analysis allocates many mid-sized arrays and slows down.
-                                      "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                with dask.config.set({**LOCAL_CLUSTER_CONFIG,
                                       "distributed.worker.multiprocessing-method": _start_method(params)}):
                     self._cluster = distributed.LocalCluster(
                         n_workers=target, threads_per_worker=1, processes=True, dashboard_address=":0")  # any free port

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,13 +33,17 @@ sys.path.insert(0, str(ROOT))
 
 
 
-def _run(corpus: Path, lib: Path, **kwargs) -> tuple[float, int]:
+def _run(corpus: Path, lib: Path, **kwargs) -> tuple[float, int, float]:
     """One ``index_paths`` call in a fresh process, as ``audiosim index`` runs (workers forked from a process
-    that has not run anything yet); the seconds are the call's own, imports excluded."""
+    that has not run anything yet): the call's own seconds (imports excluded), the files indexed, and the CPU
+    seconds of the whole process tree (imports included: less noisy than wall time on a shared machine)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([sys.executable, __file__, "--one", str(corpus), str(lib), json.dumps(kwargs)],
                          check=True, capture_output=True, text=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     doc = json.loads(out.splitlines()[-1])
-    return doc["seconds"], doc["indexed"]
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return doc["seconds"], doc["indexed"], cpu
 
 
 def _one(corpus: str, lib: str, kwargs: str) -> None:
@@ -110,15 +115,19 @@ def main() -> None:
         print(json.dumps({"files": args.files, "rounds": args.rounds, "results": results}, indent=2))
         return
     for name, r in results.items():
-        print(f"{name:8s} {r['seconds']:7.2f} s  {r['files_per_second']:6.1f} files/s  (rounds: "
+        print(f"{name:8s} {r['seconds']:7.2f} s  {r['files_per_second']:6.1f} files/s  "
+              f"cpu {r['cpu_seconds']:6.2f} s  (rounds: "
               + ", ".join(f"{s:.2f}" for s in r["rounds"]) + ")")
     for n in counts:
         c = results[f"local:{n}"]
         print(f"local:{n} vs pool:{n}: {c['overhead_percent']:+.1f} % overall (median of per-round ratios; "
               f"{c['overhead_percent_after_start']:+.1f} % after a {c['start_seconds']:.2f} s cluster start), "
-              f"{c['scheduler_ms_per_file']:.2f} ms per file")
+              f"{c['scheduler_ms_per_file']:.2f} ms per file; CPU of the process tree "
+              f"{c['cpu_overhead_percent']:+.1f} %")
         if f"tcp:{n}" in results:
-            print(f"tcp:{n} vs pool:{n}: {results[f'tcp:{n}']['overhead_percent']:+.1f} % (workers already running)")
+            t = results[f"tcp:{n}"]
+            print(f"tcp:{n} vs pool:{n}: {t['overhead_percent']:+.1f} % (workers already running: their CPU is not "
+                  f"counted), {t['scheduler_ms_per_file']:.2f} ms per file")
     if len(counts) > 1:
         a, b = counts[0], counts[-1]
         speedup = {kind: results[f"{kind}:{a}"]["seconds"] / results[f"{kind}:{b}"]["seconds"]
@@ -128,6 +137,7 @@ def main() -> None:
 
 def _measure(args, configs, counts) -> dict[str, dict]:
     seconds: dict[str, list[float]] = {name: [] for name, _ in configs}
+    cpu: dict[str, list[float]] = {name: [] for name, _ in configs}
     starts: dict[int, list[float]] = {n: [] for n in counts}
     with tempfile.TemporaryDirectory(prefix="audiosim-cluster-bench-") as tmp:
         from tests.corpus import make_oneshots
@@ -139,18 +149,19 @@ def _measure(args, configs, counts) -> dict[str, dict]:
             order = configs if round_ % 2 == 0 else configs[::-1]
             for name, kwargs in order:
                 lib = Path(tmp) / f"lib-{name.replace(':', '-')}-{round_}"
-                took, indexed = _run(corpus, lib, **kwargs)
+                took, indexed, cpu_seconds = _run(corpus, lib, **kwargs)
                 assert indexed == args.files, (name, indexed)
                 seconds[name].append(took)
+                cpu[name].append(cpu_seconds)
                 if not args.json:
-                    print(f"  round {round_ + 1} {name:8s} {took:7.2f} s", flush=True)
+                    print(f"  round {round_ + 1} {name:8s} {took:7.2f} s  cpu {cpu_seconds:7.2f} s", flush=True)
             for n in counts:
                 starts[n].append(_cluster_start_seconds(n))
     results: dict[str, dict] = {}
     for name, values in seconds.items():
         median = statistics.median(values)
         results[name] = {"seconds": round(median, 2), "files_per_second": round(args.files / median, 1),
-                         "rounds": [round(v, 2) for v in values]}
+                         "rounds": [round(v, 2) for v in values], "cpu_seconds": round(statistics.median(cpu[name]), 2)}
     for n in counts:
         pool = seconds[f"pool:{n}"]
         for kind in ("local", "tcp"):
@@ -159,6 +170,8 @@ def _measure(args, configs, counts) -> dict[str, dict]:
             other = seconds[f"{kind}:{n}"]
             entry = results[f"{kind}:{n}"]
             entry["overhead_percent"] = round(100 * (statistics.median(c / p for c, p in zip(other, pool)) - 1), 1)
+            entry["cpu_overhead_percent"] = round(
+                100 * (statistics.median(c / p for c, p in zip(cpu[f"{kind}:{n}"], cpu[f"pool:{n}"])) - 1), 1)
             if kind == "local":
                 start = statistics.median(starts[n])
                 entry["start_seconds"] = round(start, 2)
