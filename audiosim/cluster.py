@@ -65,6 +65,21 @@ INSTALL_HINT = "indexing on a cluster needs dask.distributed: pip install 'audio
 KILL_WORKER_ENV = "AUDIOSIM_TEST_KILL_WORKER_ON"
 
 
+def worker_config_yaml() -> str:
+    """``LOCAL_CLUSTER_CONFIG`` as a Dask YAML config file, for the scheduler and workers of a remote cluster
+    (put it in ``~/.config/dask/`` or a folder named by ``DASK_CONFIG`` on each machine; see the README)."""
+    import yaml  # a dependency of dask
+
+    nested: dict = {}
+    for dotted, value in LOCAL_CLUSTER_CONFIG.items():
+        *parents, leaf = dotted.split(".")
+        node = nested
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return yaml.safe_dump(nested, sort_keys=False)
+
+
 def parse_cluster_address(address: str) -> tuple[str, int | str]:
     """``"local:4"`` → ``("local", 4)``; ``"tcp://host:8786"`` → ``("remote", "tcp://host:8786")``."""
     address = address.strip()

@@ -27,9 +27,12 @@ class DaskProcesses:
 
         self._tmp = tempfile.TemporaryDirectory(prefix="audiosim-dask-")
         scheduler_file = os.path.join(self._tmp.name, "scheduler.json")
-        # The policy `--cluster local:N` sets for itself, set here as an operator would (see the README).
-        self.env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
-                    "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0", **(env or {})}
+        # The settings `--cluster local:N` uses, in a Dask config file, as the README tells an operator.
+        from audiosim.cluster import worker_config_yaml
+
+        with open(os.path.join(self._tmp.name, "audiosim.yaml"), "w") as f:
+            f.write(worker_config_yaml())
+        self.env = {**os.environ, "DASK_CONFIG": self._tmp.name, **(env or {})}
         self.processes: list[subprocess.Popen] = []
         try:
             self.scheduler = self._start("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
