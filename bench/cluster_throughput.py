@@ -58,22 +58,27 @@ def _one(corpus: str, lib: str, kwargs: str) -> None:
     print(json.dumps({"seconds": seconds, "indexed": report.indexed}))
 
 
-def _cluster_start_seconds(workers: int) -> float:
-    """Starting (and stopping) a ``local:N`` cluster with the analysis set up, in a fresh process."""
+def _cluster_start_seconds(workers: int) -> tuple[float, float]:
+    """Importing dask.distributed, then starting (and stopping) a ``local:N`` cluster with the analysis set up,
+    in a fresh process: (seconds in all, of which importing)."""
     out = subprocess.run([sys.executable, __file__, "--start", str(workers)],
                          check=True, capture_output=True, text=True).stdout
-    return json.loads(out.splitlines()[-1])["seconds"]
+    doc = json.loads(out.splitlines()[-1])
+    return doc["seconds"], doc["import_seconds"]
 
 
 def _start(workers: int) -> None:
-    from audiosim.cluster import _ClusterPool
+    import audiosim.indexer  # noqa: F401 - imported before an index_paths call is timed
     from audiosim.config import AnalysisParams
 
     started = time.perf_counter()
+    from audiosim.cluster import _ClusterPool  # imports dask.distributed
+
+    imported = time.perf_counter()
     pool = _ClusterPool(f"local:{workers}", AnalysisParams())
     pool._client.wait_for_workers(workers)
     pool.close(cancelled=False)
-    print(json.dumps({"seconds": time.perf_counter() - started}))
+    print(json.dumps({"seconds": time.perf_counter() - started, "import_seconds": imported - started}))
 
 
 def main() -> None:
@@ -121,7 +126,8 @@ def main() -> None:
     for n in counts:
         c = results[f"local:{n}"]
         print(f"local:{n} vs pool:{n}: {c['overhead_percent']:+.1f} % overall (median of per-round ratios; "
-              f"{c['overhead_percent_after_start']:+.1f} % after a {c['start_seconds']:.2f} s cluster start), "
+              f"{c['overhead_percent_after_start']:+.1f} % after a {c['start_seconds']:.2f} s cluster start, "
+              f"{c['of_which_import_seconds']:.2f} s of it importing dask.distributed), "
               f"{c['scheduler_ms_per_file']:.2f} ms per file; CPU of the process tree "
               f"{c['cpu_overhead_percent']:+.1f} %")
         if f"tcp:{n}" in results:
@@ -139,6 +145,7 @@ def _measure(args, configs, counts) -> dict[str, dict]:
     seconds: dict[str, list[float]] = {name: [] for name, _ in configs}
     cpu: dict[str, list[float]] = {name: [] for name, _ in configs}
     starts: dict[int, list[float]] = {n: [] for n in counts}
+    import_seconds: list[float] = []
     with tempfile.TemporaryDirectory(prefix="audiosim-cluster-bench-") as tmp:
         from tests.corpus import make_oneshots
 
@@ -156,7 +163,9 @@ def _measure(args, configs, counts) -> dict[str, dict]:
                 if not args.json:
                     print(f"  round {round_ + 1} {name:8s} {took:7.2f} s  cpu {cpu_seconds:7.2f} s", flush=True)
             for n in counts:
-                starts[n].append(_cluster_start_seconds(n))
+                start, imports = _cluster_start_seconds(n)
+                starts[n].append(start)
+                import_seconds.append(imports)
     results: dict[str, dict] = {}
     for name, values in seconds.items():
         median = statistics.median(values)
@@ -175,6 +184,7 @@ def _measure(args, configs, counts) -> dict[str, dict]:
             if kind == "local":
                 start = statistics.median(starts[n])
                 entry["start_seconds"] = round(start, 2)
+                entry["of_which_import_seconds"] = round(statistics.median(import_seconds), 2)
                 entry["overhead_percent_after_start"] = round(
                     100 * (statistics.median((c - s) / p for c, s, p in zip(other, starts[n], pool)) - 1), 1)
                 entry["scheduler_ms_per_file"] = round(

@@ -50,8 +50,11 @@ class DaskProcesses:
             assert json.load(f)["address"] == self.address
 
     def _start(self, module: str, *args: str) -> subprocess.Popen:
+        # A process group of its own (stop() kills the nanny's worker with it), but the caller's session: with
+        # the kernel's autogroup scheduling a new session would get its own share of a busy machine's cores,
+        # flattering the benchmark.
         proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=self.env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=os.setpgrp)
         self.processes.append(proc)
         return proc
 
