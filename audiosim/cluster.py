@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,11 +38,46 @@ MAX_FILES_PER_TASK = 64
 # How many times the scheduler reruns a task whose worker died before calling it failed ("retried once").
 WORKER_DEATHS_ALLOWED = 1
 WORKER_DIED = "worker died while analysing this file"
+
+# The Dask settings of a ``local:N`` cluster (its nannies keep them for workers they restart). A remote
+# scheduler and its workers keep their own; the README suggests the same ones.
+LOCAL_CLUSTER_CONFIG = {
+    # The scheduler of a LocalCluster lives in this process, so our retry policy applies to it.
+    "distributed.scheduler.allowed-failures": WORKER_DEATHS_ALLOWED,
+    # A worker holds only the task it runs, so when it dies the scheduler blames that task alone, not an
+    # innocent one that was merely waiting there.
+    "distributed.scheduler.worker-saturation": 1.0,
+    # dask's default (64 KiB) returns freed memory to the OS after every array; analysis allocates many
+    # mid-sized arrays and slows down.
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    # Background work that competes with the analysis for the same cores (measured idle: 0.1 instead of
+    # 1.0 CPU-second per 10 s for local:2): the statistical profiler samples every worker thread each 10 ms,
+    # and every server checks every 20 ms that its event loop is not blocked; both only feed the dashboard.
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "200ms",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
 INSTALL_HINT = "indexing on a cluster needs dask.distributed: pip install 'audiosim[cluster]'"
 
 # Test-only: a worker analysing a file whose name contains this text SIGKILLs itself, to prove a dead
 # worker's file is retried. ``name:/path/marker`` kills only once (the first worker to create the marker).
 KILL_WORKER_ENV = "AUDIOSIM_TEST_KILL_WORKER_ON"
+
+
+def worker_config_yaml() -> str:
+    """``LOCAL_CLUSTER_CONFIG`` as a Dask YAML config file, for the scheduler and workers of a remote cluster
+    (put it in ``~/.config/dask/`` or a folder named by ``DASK_CONFIG`` on each machine; see the README)."""
+    import yaml  # a dependency of dask
+
+    nested: dict = {}
+    for dotted, value in LOCAL_CLUSTER_CONFIG.items():
+        *parents, leaf = dotted.split(".")
+        node = nested
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return yaml.safe_dump(nested, sort_keys=False)
 
 
 def parse_cluster_address(address: str) -> tuple[str, int | str]:
@@ -141,6 +177,27 @@ class _AnalysisWorkerSetup(_WorkerPlugin):
         _filters(self.params)
 
 
+def _start_method(params) -> str:
+    """How a local cluster starts its worker processes: ``fork`` when this process has a single thread.
+
+    A forked worker inherits the analysis stack this process imported (as the local pool's workers do): it
+    is ready in a fraction of a second where a spawned one spends 1–2 s importing dask, librosa and scipy
+    (and as long again shutting down). Forking is safe only before other threads exist (a GUI, a BLAS or
+    OpenMP pool), as for ``indexer._Pool``; otherwise dask's default, ``spawn``. The method is read each time
+    a worker starts, and this one holds only while the cluster starts: a worker the nanny restarts after a
+    death, when this process runs the writer's threads, is spawned."""
+    if os.name != "posix" or threading.active_count() > 1:
+        return "spawn"
+    if params is not None:  # what a forked worker inherits instead of importing
+        import audiosim.audio.decode  # noqa: F401
+        import audiosim.audio.loudness  # noqa: F401
+        import audiosim.indexer  # noqa: F401
+        from audiosim.features.mfcc import _filters
+
+        _filters(params)
+    return "fork"
+
+
 class _ClusterPool:
     """The interface of ``indexer._Pool`` over a ``dask.distributed.Client``."""
 
@@ -152,15 +209,8 @@ class _ClusterPool:
         self._cluster = None
         try:
             if kind == "local":
-                # The scheduler of a LocalCluster lives in this process, so our retry policy applies to it;
-                # a remote scheduler keeps its own (``distributed.scheduler.allowed-failures``).
-                # worker-saturation 1.0: a worker holds only the task it runs, so when it dies the scheduler
-                # blames that task alone, not an innocent one that was merely waiting there.
-                with dask.config.set({"distributed.scheduler.allowed-failures": WORKER_DEATHS_ALLOWED,
-                                      "distributed.scheduler.worker-saturation": 1.0,
-                                      # dask's default (64 KiB) returns freed memory to the OS after every
-                                      # array; analysis allocates many mid-sized arrays and slows down.
-                                      "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+                with dask.config.set({**LOCAL_CLUSTER_CONFIG,
+                                      "distributed.worker.multiprocessing-method": _start_method(params)}):
                     self._cluster = distributed.LocalCluster(
                         n_workers=target, threads_per_worker=1, processes=True, dashboard_address=":0")  # any free port
                 self._client = distributed.Client(self._cluster)
@@ -170,6 +220,8 @@ class _ClusterPool:
             self._close_cluster()
             raise AudiosimError(f"cannot reach the cluster at {address}: {exc}") from None
         self._pending: dict = {}  # future → chunk of jobs, for the failures' paths and for cancelling
+        # The most tasks, and files in them, that were pending at once (the backpressure test reads them).
+        self.max_in_flight = self.max_files_in_flight = self._files_pending = 0
         if params is not None:
             self._client.register_plugin(_AnalysisWorkerSetup(params, ignore_sigint=kind == "local"))
 
@@ -178,6 +230,10 @@ class _ClusterPool:
         """Worker threads the scheduler knows now (at least 1: a cluster may still be adding workers)."""
         threads = self._client.nthreads()
         return max(1, sum(threads.values()))
+
+    def in_flight_limit(self) -> int:
+        """Tasks pending at most: ``IN_FLIGHT_PER_WORKER`` per worker thread the scheduler knows now."""
+        return IN_FLIGHT_PER_WORKER * self.workers
 
     def imap(self, jobs: list) -> Iterator[tuple[str, Analysis | None, Failure | None]]:
         """Per-file results in the order they finish.
@@ -190,7 +246,7 @@ class _ClusterPool:
 
         todo = collections.deque(jobs)
         alone: collections.deque = collections.deque()  # files of a chunk that killed its workers
-        limit = IN_FLIGHT_PER_WORKER * self.workers
+        limit = self.in_flight_limit()
         chunk_size = 1  # until the first results say how long a file takes
         finished = as_completed()
 
@@ -198,13 +254,19 @@ class _ClusterPool:
             if alone:
                 chunk = [alone.popleft()]
             elif todo:
-                chunk = [todo.popleft() for _ in range(min(chunk_size, len(todo)))]
+                # Near the end, smaller chunks, so that no worker is left with a long last task while the
+                # others have nothing to do (guided scheduling).
+                size = min(chunk_size, -(-len(todo) // limit))
+                chunk = [todo.popleft() for _ in range(size)]
             else:
                 return False
             # pure=False: the same file may be analysed again (it changed), never reuse a cached result.
             future = self._client.submit(analyze_chunk_on_worker, chunk, pure=False, retries=1,
                                          key=_task_key(chunk))
             self._pending[future] = chunk
+            self._files_pending += len(chunk)
+            self.max_in_flight = max(self.max_in_flight, len(self._pending))
+            self.max_files_in_flight = max(self.max_files_in_flight, self._files_pending)
             finished.add(future)
             return True
 
@@ -215,6 +277,7 @@ class _ClusterPool:
         fill()
         for future in finished:
             chunk = self._pending.pop(future)
+            self._files_pending -= len(chunk)
             try:
                 results, seconds = future.result()
             except KilledWorker:
@@ -230,6 +293,7 @@ class _ClusterPool:
                 per_file = max(seconds / len(chunk), 1e-4)
                 chunk_size = max(1, min(MAX_FILES_PER_TASK, int(TARGET_TASK_SECONDS / per_file)))
             future.release()  # the cluster may forget the result now: memory stays flat
+            limit = self.in_flight_limit()  # workers may have joined (or left) a remote cluster
             fill()  # before handing results to the writer, so workers stay busy while it commits
             yield from results
 

@@ -208,3 +208,58 @@ def test_ctrl_c_cancels_the_cluster_run_and_a_rerun_finishes_it(tmp_path):
     assert rerun.code == 0, rerun
     assert rerun.json["skipped"] >= report["indexed"]
     assert rerun.json["indexed"] + rerun.json["skipped"] == n_files
+
+
+def test_a_real_scheduler_and_workers_over_tcp_give_the_same_results_as_the_local_pool(tmp_path, small_corpus):
+    """`dask scheduler` and two `dask worker` processes, started as an operator would, on loopback: the CLI's
+    `--cluster tcp://…` indexes the same vectors and failures as the local pool, and verify passes."""
+    from tests.dask_processes import DaskProcesses
+
+    local = run_cli("--json", "index", small_corpus, "--workers", "2", library=tmp_path / "local", timeout=120)
+    with DaskProcesses(workers=2) as remote:
+        assert remote.address.startswith("tcp://127.0.0.1:")
+        on_cluster = run_cli("--json", "index", small_corpus, "--cluster", remote.address,
+                             library=tmp_path / "remote", timeout=120)
+        # The run released everything it asked for: nothing of it stays on the scheduler.
+        from distributed import Client
+
+        with Client(remote.address, timeout=30) as client:
+            assert client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 0
+    assert local.code == on_cluster.code == 3, (local, on_cluster)  # 3: finished, the broken file failed
+    assert on_cluster.json["indexed"] == local.json["indexed"] == 24
+    assert on_cluster.json["failed"] == local.json["failed"]
+    assert _segments_by_path(tmp_path / "remote") == _segments_by_path(tmp_path / "local")  # bit for bit
+    assert run_cli("--json", "verify", library=tmp_path / "remote").json == {"ok": True, "problems": []}
+
+
+def test_in_flight_work_is_bounded_however_many_files(tmp_path, monkeypatch):
+    """Backpressure: with many more files than the bound, the indexing process never has more than
+    IN_FLIGHT_PER_WORKER tasks per worker pending (counted where it submits them), nor more than that many
+    chunks of files, so its memory does not grow with the number of files."""
+    import resource
+
+    from audiosim import cluster, indexer
+    from tests.corpus import make_oneshots
+
+    corpus = tmp_path / "corpus"
+    make_oneshots(corpus, 300, seed=7, min_seconds=0.05, max_seconds=0.15)
+    monkeypatch.setattr(cluster, "MAX_FILES_PER_TASK", 4)
+    pools = []
+
+    def recording_pool(*args, **kwargs):
+        pools.append(real_make_pool(*args, **kwargs))
+        return pools[-1]
+
+    real_make_pool = indexer._make_pool
+    monkeypatch.setattr(indexer, "_make_pool", recording_pool)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report = _index(tmp_path / "lib", corpus, cluster="local:1")
+    assert report.indexed == 300 and not report.failed
+    (pool,) = pools
+    bound = cluster.IN_FLIGHT_PER_WORKER * 1
+    assert pool.max_in_flight == bound  # the bound was reached (the test means something) and held
+    assert pool.max_files_in_flight <= bound * 4 < 300 // 10
+    assert pool._files_pending == 0 and not pool._pending
+    # Cheap RSS check: the peak grew by far less than holding every file's analysis would take.
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    assert grown_mb < 200, grown_mb

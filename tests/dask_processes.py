@@ -1,0 +1,82 @@
+"""A real Dask deployment for tests and benchmarks: a ``dask scheduler`` process and ``dask worker`` processes,
+started as users start them (the command-line entry points), talking over tcp:// on loopback.
+
+    remote = DaskProcesses(workers=2)   # returns once the scheduler knows both workers
+    index_paths(library, [corpus], cluster=remote.address)
+    remote.stop()
+
+The scheduler picks a free port itself and writes its address to a scheduler file (no port guessing). Nothing
+sleeps: readiness is the scheduler's own worker count, awaited through a ``Client`` with a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class DaskProcesses:
+    def __init__(self, workers: int = 1, *, timeout: float = 90, env: dict[str, str] | None = None) -> None:
+        from distributed import Client
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="audiosim-dask-")
+        scheduler_file = os.path.join(self._tmp.name, "scheduler.json")
+        # The settings `--cluster local:N` uses, in a Dask config file, as the README tells an operator.
+        from audiosim.cluster import worker_config_yaml
+
+        with open(os.path.join(self._tmp.name, "audiosim.yaml"), "w") as f:
+            f.write(worker_config_yaml())
+        self.env = {**os.environ, "DASK_CONFIG": self._tmp.name, **(env or {})}
+        self.processes: list[subprocess.Popen] = []
+        try:
+            self.scheduler = self._start("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                                         "--dashboard-address", "127.0.0.1:0", "--scheduler-file", scheduler_file)
+            with Client(scheduler_file=scheduler_file, timeout=timeout) as client:  # waits for the file too
+                self.address = client.scheduler.address
+                self.workers = [self._start("distributed.cli.dask_worker", self.address, "--nthreads", "1",
+                                            "--host", "127.0.0.1", "--no-dashboard")
+                                for _ in range(workers)]
+                client.wait_for_workers(workers, timeout=timeout)
+        except BaseException:
+            self.stop()
+            raise
+        with open(scheduler_file) as f:
+            assert json.load(f)["address"] == self.address
+
+    def _start(self, module: str, *args: str) -> subprocess.Popen:
+        # A process group of its own (stop() kills the nanny's worker with it), but the caller's session: with
+        # the kernel's autogroup scheduling a new session would get its own share of a busy machine's cores,
+        # flattering the benchmark.
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=self.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=os.setpgrp)
+        self.processes.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        """The workers (their nannies stop their worker processes), then the scheduler: a worker that lost
+        its scheduler would wait to reconnect."""
+        workers = [p for p in self.processes if p is not self.processes[0]]
+        for group in (workers, self.processes[:1]):
+            for proc in group:
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in group:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, 9)
+                    proc.wait(timeout=30)
+        self.processes.clear()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> DaskProcesses:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
