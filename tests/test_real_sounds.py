@@ -63,8 +63,9 @@ def test_noisy_relevelled_excerpts_of_a_real_mix_are_found_at_the_right_time(hel
     real_eval.index(library, mix.parent)
     excerpts = real_eval.make_excerpts([mix], tmp_path / "excerpts", 30, seed=11)
     found = real_eval.localization(library, excerpts)
-    # Measured 25/30 here (0.83); misses are right-file, wrong-moment hits inside sustained notes.
-    assert found["rate"] >= 0.75 and found["wrong_file"] <= 1, found
+    # Measured 29/30 here (and 30/30 with excerpt seeds 12 and 13); 25/30 before the search heard the
+    # candidates through the excerpt's noise floor.
+    assert found["rate"] >= 0.9 and found["wrong_file"] <= 1, found
     assert found["median_error"] is not None and found["median_error"] <= 0.05, found
 
 
