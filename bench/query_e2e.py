@@ -18,7 +18,8 @@ Then, in the same process, with the library reopened read-only as the app and th
 * ``recall@50``  the same queries with the segment store replaced by exact search over all vectors;
   the share of the exact run's hits (asset, segment) that the real run also returns;
 * ``store p50``  the store's ``search`` alone for the same query vectors (to tell the parts apart);
-* memory: resident growth of this process from before opening to after the queries, per segment;
+* memory: resident growth of a fresh process from before opening the library to after 20 queries, per
+  segment;
   disk: DB + vector files per segment (the clones share their originals' frame files).
 """
 
@@ -44,11 +45,6 @@ from audiosim.library.db import Library  # noqa: E402
 from audiosim.library.models import STATUS_INDEXED, Asset, Segment  # noqa: E402
 
 CHUNK = 50_000
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _size(path: Path) -> int:
@@ -151,6 +147,35 @@ class ExactSegments:
         return getattr(self._store, name)
 
 
+_MEMORY_PROBE = """
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from audiosim import search as S
+from audiosim.library.db import Library
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+paths = json.loads(sys.argv[3])
+S.search  # imported: numpy, faiss, SQLAlchemy are in before the first figure
+import faiss  # noqa: F401
+before = rss()
+lib = Library(sys.argv[2])
+for p in paths:
+    S.search(lib, [S.Seed(p)], k=50)
+print(json.dumps({"before": before, "after": rss()}))
+"""
+
+
+def resident_growth(folder: Path, paths: list[str]) -> int:
+    """Resident memory a fresh process gains by opening the library and answering ``paths`` queries."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(ROOT), str(folder), json.dumps(paths)],
+                         capture_output=True, text=True, check=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    return r["after"] - r["before"]
+
+
 def _key(hit) -> tuple:
     return hit.asset_id, hit.segment_id if hit.segment_id is not None else round(hit.start, 2)
 
@@ -165,7 +190,7 @@ def run(base: Path, size: int, work: Path, queries: int) -> dict:
     rng = np.random.default_rng(size)
     paths = [grown["real_assets"][i] for i in rng.integers(len(grown["real_assets"]), size=queries)]
     row: dict = {"segments": int(len(grown["ids"])), "store": grown["store"], "build": grown["build"]}
-    rss0 = _rss()
+    row["memory_bytes_per_segment"] = resident_growth(folder, paths[:20]) / row["segments"]
     t = time.perf_counter()
     lib = Library(folder)
     S.search(lib, [S.Seed(paths[0])], k=50)
@@ -175,7 +200,6 @@ def run(base: Path, size: int, work: Path, queries: int) -> dict:
         t = time.perf_counter()
         results.append(S.search(lib, [S.Seed(p)], k=50))
         times.append(time.perf_counter() - t)
-    rss1 = _rss()
     row["p50_ms"] = float(np.percentile(times, 50) * 1000)
     row["p99_ms"] = float(np.percentile(times, 99) * 1000)
     row["mean_ms"] = float(np.mean(times) * 1000)
@@ -197,7 +221,6 @@ def run(base: Path, size: int, work: Path, queries: int) -> dict:
     lib.close()
     row["recall_at_50"] = float(np.mean(recalls))
     row["recall_at_50_min"] = float(np.min(recalls))
-    row["memory_bytes_per_segment"] = (rss1 - rss0) / row["segments"]
     db = sum(_size(p) for p in folder.glob("library.db*"))
     vectors = _size(folder / "vectors")
     row["disk_bytes_per_segment"] = {"db": db / row["segments"], "vectors": vectors / row["segments"]}

@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "audiosim-bench",
                     help="generated audio and the real corpus are kept here between runs")
-    ap.add_argument("--only", default="index,query,maps,app")
+    ap.add_argument("--only", default="index,query,maps,app",
+                    help="run these; the others' figures are taken from the previous run's JSON, if any")
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
     started = time.perf_counter()
@@ -202,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     audio = real_oneshots(args.cache, 300 if quick else None)
     results: dict = {"quick": quick}
+    previous = args.out.with_suffix(".json")
+    if only != {"index", "query", "maps", "app"} and previous.exists():
+        old = json.loads(previous.read_text())
+        if old.get("quick") == quick:
+            results.update({k: v for k, v in old.items() if k not in only})
     if "index" in only:
         results["index"] = _run("index_throughput.py", "--real", str(audio), "--scenarios",
                                 "real,long10,long60,long120", "--runs", "1" if quick else "3",
