@@ -18,6 +18,9 @@ Then, in the same process, with the library reopened read-only as the app and th
 * ``recall@50``  the same queries with the segment store replaced by exact search over all vectors;
   the share of the exact run's hits (asset, segment) that the real run also returns;
 * ``store p50``  the store's ``search`` alone for the same query vectors (to tell the parts apart);
+* ``io p50 / p99``  per query, the time in the seed's embedding, the store search, the segment and asset
+  joins and the collapse into hits: ``search`` without its alignment refinement (``refine``), which
+  re-embeds each candidate alignment from its stored frames and is part of the ranking;
 * memory: resident growth of a fresh process from before opening the library to after 20 queries, per
   segment;
   disk: DB + vector files per segment (the clones share their originals' frame files).
@@ -176,6 +179,49 @@ def resident_growth(folder: Path, paths: list[str]) -> int:
     return r["after"] - r["before"]
 
 
+IO_STAGES = ("seed", "store", "segment_rows", "asset_rows", "hits")
+
+
+class _time_stages:
+    """Wrap the parts of ``search`` so each query's time splits into: the seed's frames and embedding
+    (``seed``), the store search, the segment-row and asset-row joins, collapsing into hits (``hits``,
+    its asset join counted under ``asset_rows``) and the alignment refinement on stored frames
+    (``refine``, without its asset join). ``seed + store + joins + hits`` is the vector + metadata path."""
+
+    def __init__(self, S, lib, spent: dict) -> None:
+        self.saved = []
+
+        def wrap(owner, name, stage, exclude=()):
+            original = getattr(owner, name)
+
+            def timed(*args, **kwargs):
+                before = {e: spent.get(e, 0.0) for e in exclude}
+                t = time.perf_counter()
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    inner = sum(spent.get(e, 0.0) - before[e] for e in exclude)
+                    spent[stage] = spent.get(stage, 0.0) + time.perf_counter() - t - inner
+
+            setattr(owner, name, timed)
+            self.saved.append((owner, name, original))
+
+        store = lib.store("segments")
+        wrap(S, "_seed_features", "seed")
+        wrap(store, "search", "store")
+        wrap(S, "_segment_rows", "segment_rows")
+        wrap(S, "_assets", "asset_rows")
+        wrap(S, "_refine", "refine", exclude=("asset_rows",))
+        wrap(S, "_to_hits", "hits", exclude=("asset_rows",))
+
+    def undo(self) -> None:
+        for owner, name, original in reversed(self.saved):
+            if isinstance(owner, type) or hasattr(owner, "__file__"):
+                setattr(owner, name, original)
+            else:
+                delattr(owner, name)  # an instance attribute shadowing the method
+
+
 def _key(hit) -> tuple:
     return hit.asset_id, hit.segment_id if hit.segment_id is not None else round(hit.start, 2)
 
@@ -195,11 +241,21 @@ def run(base: Path, size: int, work: Path, queries: int) -> dict:
     lib = Library(folder)
     S.search(lib, [S.Seed(paths[0])], k=50)
     row["open_first_query_ms"] = (time.perf_counter() - t) * 1000
-    times, results = [], []
+    times, results, stages = [], [], []
+    spent: dict[str, float] = {}
+    timed = _time_stages(S, lib, spent)
     for p in paths:
+        spent.clear()
         t = time.perf_counter()
         results.append(S.search(lib, [S.Seed(p)], k=50))
         times.append(time.perf_counter() - t)
+        stages.append(dict(spent))
+    timed.undo()
+    io = [sum(st.get(name, 0.0) for name in IO_STAGES) for st in stages]
+    row["io_p50_ms"] = float(np.percentile(io, 50) * 1000)
+    row["io_p99_ms"] = float(np.percentile(io, 99) * 1000)
+    row["stages_p50_ms"] = {name: float(np.percentile([st.get(name, 0.0) for st in stages], 50) * 1000)
+                            for name in (*IO_STAGES, "refine")}
     row["p50_ms"] = float(np.percentile(times, 50) * 1000)
     row["p99_ms"] = float(np.percentile(times, 99) * 1000)
     row["mean_ms"] = float(np.mean(times) * 1000)
@@ -244,11 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"cores": os.cpu_count(), "queries": args.queries, "rows": rows}, indent=2))
         return 0
-    print(f"{'segments':>9} {'open+1st':>9} {'p50':>8} {'p99':>8} {'store p50':>9} {'recall@50':>9} "
-          f"{'RAM B/seg':>9} {'disk B/seg':>10}  store")
+    print(f"{'segments':>9} {'open+1st':>9} {'p50':>8} {'p99':>8} {'io p50':>8} {'io p99':>8} {'store p50':>9} "
+          f"{'recall@50':>9} {'RAM B/seg':>9} {'disk B/seg':>10}  store")
     for r in rows:
         disk = sum(r["disk_bytes_per_segment"].values())
         print(f"{r['segments']:>9} {r['open_first_query_ms']:>7.0f}ms {r['p50_ms']:>6.1f}ms {r['p99_ms']:>6.1f}ms "
+              f"{r['io_p50_ms']:>6.1f}ms {r['io_p99_ms']:>6.1f}ms "
               f"{r['store_p50_ms']:>7.2f}ms {r['recall_at_50']:>9.3f} {r['memory_bytes_per_segment']:>9.0f} "
               f"{disk:>10.0f}  {r['store']}")
     return 0

@@ -375,7 +375,7 @@ def test_concurrent_searches_while_another_thread_adds(tmp_path: Path, ann_data)
 # --- neighbour graph (maps) ---------------------------------------------------------------------------
 
 
-def test_neighbour_graph_exact_below_the_threshold_and_an_ivf_above(tmp_path: Path, ann_data, monkeypatch) -> None:
+def test_neighbour_graph_exact_below_the_threshold_and_blocked_above(tmp_path: Path, ann_data, monkeypatch) -> None:
     ids, vectors, _ = ann_data
     store = FaissStore(tmp_path, "graph", DIM)
     store.add(ids, vectors)
@@ -391,7 +391,7 @@ def test_neighbour_graph_exact_below_the_threshold_and_an_ivf_above(tmp_path: Pa
     _, default = VectorStore.neighbour_graph(store, subset, 16)
     assert recall(default, truth) == 1.0
 
-    monkeypatch.setattr(faiss_store, "GRAPH_ANN_MIN", 3000)  # now through a tuned IVF over the subset
+    monkeypatch.setattr(faiss_store, "GRAPH_BLOCKED_MIN", 3000)  # now block by block
     _, approx = store.neighbour_graph(subset, 16, vectors=vectors[::4])
     assert recall(approx, truth) >= 0.95 and np.isin(approx[approx >= 0], subset).all()
 
