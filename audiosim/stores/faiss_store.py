@@ -181,7 +181,7 @@ class FaissStore(SortedIdsMixin, VectorStore):
                     return self._search_subset(queries, k, allowed)
                 if len(allowed) < n:
                     selector, fraction = faiss.IDSelectorBatch(allowed), len(allowed) / n
-            params, scanned = self._search_params(selector, fraction)
+            params, scanned = self._search_params(selector, fraction, k)
             with _omp_threads(_threads_for(m, scanned)):
                 distances, labels = self._index.search(queries, k, params=params)
         return _euclidean(distances, labels)
@@ -220,14 +220,16 @@ class FaissStore(SortedIdsMixin, VectorStore):
                 rows = np.concatenate([r for _, r in parts])
         return _euclidean(squared, np.where(rows >= 0, ids[np.maximum(rows, 0)], -1))
 
-    def _search_params(self, selector: object, fraction: float) -> tuple[object, int]:
+    def _search_params(self, selector: object, fraction: float, k: int = RECALL_K) -> tuple[object, int]:
         """Faiss search parameters and roughly how many vectors one query scans."""
         n = len(self._ids)
         if self._ann is None:
             return (None if selector is None else faiss.SearchParameters(sel=selector)), n
         # With a filter that keeps a fraction f of the store, probe ~1/f more lists so that about as many
-        # allowed vectors are scanned as without a filter.
-        nprobe = min(self._ann.nlist, math.ceil(self._ann.nprobe / fraction))
+        # allowed vectors are scanned as without a filter. nprobe was measured for k = RECALL_K: more
+        # neighbours (a sequence query asks for ~4k per window) lie further out, in more lists.
+        wider = max(1.0, k / RECALL_K)
+        nprobe = min(self._ann.nlist, math.ceil(self._ann.nprobe * wider / fraction))
         if selector is None:
             params = faiss.SearchParametersIVF(nprobe=nprobe)
         else:
