@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 DB_FILE = "library.db"
 LOCK_FILE = "library.lock"
 STORES_OUTDATED = "stores_outdated"  # meta key: rebuild the vector stores from the DB on the next write
+READER_MMAP_BYTES = 256 * 2**20
+READER_CACHE_KB = 64 * 1024
 FRAMES_CACHE_BYTES = 64 * 2**20  # recently loaded frame files kept in memory (a query refines ~100 assets)
 
 
@@ -80,6 +82,10 @@ def _read_only_engine(db_file: Path) -> Engine:
     def connect():
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA busy_timeout=30000")
+        # A query joins a few hundred random rows of a table that may be a GB: map the file and keep
+        # more pages than SQLite's default 2 MB (measured at 100k segments: the joins ~10-20 % faster).
+        conn.execute(f"PRAGMA mmap_size={READER_MMAP_BYTES}")
+        conn.execute(f"PRAGMA cache_size=-{READER_CACHE_KB}")
         return conn
 
     return create_engine("sqlite://", creator=connect)
