@@ -68,9 +68,16 @@ MIN_UMAP_POINTS = 5
 TRANSFORM_MAX_ADDED = 0.2
 """Points added to a mapped result set are placed with ``transform`` (no refit) while they are at most
 this fraction of the points the model was fitted on; beyond that the layout would no longer describe them."""
-KNN_CHUNK = 4096  # queries per store search when building the neighbour graph
 _SMALL_EXACT = 4096  # below this, kNN for non-Euclidean metrics is computed exactly
+EPOCH_EDGE_BUDGET = 2_000_000  # cold layout: about this many points x epochs (see cold_epochs)
 _filters_installed = False
+
+
+def cold_epochs(n: int) -> int:
+    """Epochs of a cold layout: UMAP's 500 up to 4,000 points, then fewer as the set grows (each epoch
+    moves every point ~n_neighbors times, so a big set settles in fewer), never under 100: 10k points
+    200 epochs (UMAP: 500), 20k+ 100 (UMAP: 200). The layout is the longest part of a first map."""
+    return int(min(500, max(100, round(EPOCH_EDGE_BUDGET / max(1, n), -1))))
 
 
 class MapCancelled(AudiosimError):
@@ -87,7 +94,7 @@ class MapParams:
     min_dist: float = 0.1
     metric: str = "euclidean"
     seed: int | None = 42
-    n_epochs: int | None = None  # None: UMAP's default (500 below 10k points, 200 above)
+    n_epochs: int | None = None  # None: `cold_epochs` of the number of points
 
     def validate(self) -> MapParams:
         if self.level not in LEVELS:
@@ -294,14 +301,14 @@ def _knn_graph(store, ids: np.ndarray, vectors: np.ndarray, metric: str, k: int,
     state = state or NullState()
     n = len(ids)
     if metric == "euclidean":
-        # In chunks: a 50k-point graph takes tens of seconds of exact search, which must stay cancellable.
-        parts = []
-        for i in range(0, n, KNN_CHUNK):
+        # The store builds the graph (Faiss: one batch, IVF for large sets); progress and cancellation
+        # between its chunks.
+        def progress(done: int, total: int) -> None:
             _check(state)
-            parts.append(store.search(vectors[i:i + KNN_CHUNK], min(n, k + 1), allow_ids=ids))
-            state.set_progress(min(n, i + KNN_CHUNK), n)
-        dists = np.concatenate([d for d, _ in parts])
-        found = np.concatenate([f for _, f in parts])
+            state.set_progress(done, total)
+
+        _check(state)
+        dists, found = store.neighbour_graph(ids, min(n, k + 1), vectors=vectors, progress=progress)
         rows = np.searchsorted(ids, np.maximum(found, 0))
         rows = np.where(found >= 0, np.minimum(rows, n - 1), -1)
     elif metric in ("cosine", "correlation"):
@@ -576,11 +583,11 @@ def _fit_umap(vectors: np.ndarray, knn: tuple[np.ndarray, np.ndarray], params: M
         n_jobs=1 if params.seed is not None else -1,
     )
     if warm:
-        cold_epochs = params.n_epochs or (500 if len(vectors) <= 10_000 else 200)
-        model = warm_umap(anchored, n_epochs=min(WARM_EPOCHS, cold_epochs), learning_rate=WARM_LEARNING_RATE,
+        epochs = params.n_epochs or cold_epochs(len(vectors))
+        model = warm_umap(anchored, n_epochs=min(WARM_EPOCHS, epochs), learning_rate=WARM_LEARNING_RATE,
                           **common)
     else:
-        model = umap.UMAP(n_epochs=params.n_epochs, learning_rate=1.0, **common)
+        model = umap.UMAP(n_epochs=params.n_epochs or cold_epochs(len(vectors)), learning_rate=1.0, **common)
     # A seeded map is the same map whatever the thread count: the layout runs serially (n_jobs=1) and BLAS
     # (the spectral start's eigensolver) on one thread, whose sums do not depend on how work is split.
     limit = 1 if params.seed is not None else None

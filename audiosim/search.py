@@ -85,6 +85,7 @@ class _Candidate:
     segment_id: int | None
     end: float | None = None
     fit: float = math.inf  # the frame alignment's cost, once refined
+    asset: Asset | None = None  # its row, when already read (saves reading it again for the hits)
 
 
 def search(library: Library, seeds: list[Seed], *, k: int = 50, level: str = "segment",
@@ -289,6 +290,7 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate])
         asset = assets.get(c.asset_id)
         if asset is None:
             continue
+        c.asset = asset
         duration = float(asset.duration or 0.0)
         if c.asset_id not in targets:
             padded = _with_silence(library.load_frames(asset), pad, params)
@@ -478,7 +480,10 @@ def _assets(library: Library, ids: set[int]) -> dict[int, Asset]:
 def _to_hits(library: Library, candidates: list[_Candidate], k: int) -> list[Hit]:
     """Best first; overlapping hits in one asset collapse to the best of them."""
     candidates = sorted(candidates, key=lambda c: c.distance)
-    assets = _assets(library, {c.asset_id for c in candidates})
+    assets = {c.asset_id: c.asset for c in candidates if c.asset is not None}
+    missing = {c.asset_id for c in candidates} - assets.keys()
+    if missing:
+        assets.update(_assets(library, missing))
     kept: list[Hit] = []
     by_asset: dict[int, list[Hit]] = defaultdict(list)
     for c in candidates:

@@ -6,8 +6,9 @@ Scenarios (``--quick`` sizes in brackets), all generated with ``tests.corpus``:
 
 * ``oneshots``  500 [60] one-shots of 0.2-2 s, 44.1 kHz, mixed mono/stereo;
 * ``long4x10``  4 [2] stereo files of 10 min [1 min];
-* ``long10``    1 file of 10 min [1 min] and ``long60`` 1 file of 60 min [6 min]: peak memory of the two
-  should be about the same if indexing streams, whatever the length.
+* ``long10``    1 file of 10 min [1 min], ``long60`` 1 file of 60 min [6 min] and ``long120`` 1 file of
+  2 h [12 min]: peak memory should be about the same if indexing streams, whatever the length;
+* ``real``      the folder given by ``--real`` (real recordings at their own rates and formats).
 
 For each scenario and tool, a whole process is timed (imports included), ``--runs`` times; the table shows the
 median wall time, the realtime factor (audio seconds / wall seconds), the peak RSS of the largest process
@@ -144,13 +145,15 @@ def measure(cmd: list[str], *, log: Path, env: dict[str, str]) -> Run:
 
 def _sizes(quick: bool) -> dict:
     if quick:
-        return {"oneshots": 60, "long_count": 2, "long_seconds": 60.0, "longest_seconds": 360.0}
-    return {"oneshots": 500, "long_count": 4, "long_seconds": 600.0, "longest_seconds": 3600.0}
+        return {"oneshots": 60, "long_count": 2, "long_seconds": 60.0, "longest_seconds": 360.0,
+                "two_hours_seconds": 720.0}
+    return {"oneshots": 500, "long_count": 4, "long_seconds": 600.0, "longest_seconds": 3600.0,
+            "two_hours_seconds": 7200.0}
 
 
 def generate(audio: Path, sizes: dict) -> dict[str, Path]:
     """Scenario folders under ``audio``; reused when ``audio/params.json`` matches ``sizes``."""
-    folders = {name: audio / name for name in ("warmup", "oneshots", "long4x10", "long10", "long60")}
+    folders = {name: audio / name for name in ("warmup", "oneshots", "long4x10", "long10", "long60", "long120")}
     marker = audio / "params.json"
     if marker.exists() and json.loads(marker.read_text()) == sizes:
         return folders
@@ -159,6 +162,7 @@ def generate(audio: Path, sizes: dict) -> dict[str, Path]:
     make_oneshots(folders["oneshots"], sizes["oneshots"], seed=1)
     jobs = [(folders["long4x10"] / f"long_{i}.wav", sizes["long_seconds"], i) for i in range(sizes["long_count"])]
     jobs.append((folders["long60"] / "longest.wav", sizes["longest_seconds"], 100))
+    jobs.append((folders["long120"] / "two_hours.wav", sizes["two_hours_seconds"], 200))
     with ProcessPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
         futures = [pool.submit(make_long_file, path, seconds, seed=seed) for path, seconds, seed in jobs]
         for future in futures:
@@ -169,10 +173,17 @@ def generate(audio: Path, sizes: dict) -> dict[str, Path]:
     return folders
 
 
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
+
+
+def _audio_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES]
+
+
 def audio_seconds(folder: Path) -> float:
     import soundfile as sf
 
-    return sum(sf.info(p).duration for p in folder.rglob("*.wav"))
+    return sum(sf.info(p).duration for p in _audio_files(folder))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -184,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke check")
     parser.add_argument("--runs", type=int, default=3, help="runs per tool and scenario; the median is shown")
     parser.add_argument("--workers", type=int, default=2, help="audiosim index --workers (default 2)")
-    parser.add_argument("--scenarios", default="oneshots,long4x10,long10,long60")
+    parser.add_argument("--scenarios", default="oneshots,long4x10,long10,long60",
+                        help="comma-separated; 'real' indexes the folder given by --real")
+    parser.add_argument("--real", type=Path, help="a folder of real recordings (any rates and formats)")
     parser.add_argument("--keep", type=Path, help="generate audio (reused if the sizes match) and logs here")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     parser.add_argument("--python", default=sys.executable, help="interpreter for both tools")
@@ -197,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         folders = generate(work / "audio", _sizes(args.quick))
+        if args.real is not None:
+            folders["real"] = args.real
         print(f"audio ready in {time.perf_counter() - started:.1f} s under {work / 'audio'}", file=sys.stderr)
         logs = work / "logs"
         logs.mkdir(exist_ok=True)
@@ -222,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         load_before = [round(x, 2) for x in os.getloadavg()]
         for scenario in scenarios:
             folder = folders[scenario]
-            entry: dict = {"files": len(list(folder.rglob("*.wav"))), "audio_seconds": audio_seconds(folder)}
+            entry: dict = {"files": len(_audio_files(folder)), "audio_seconds": audio_seconds(folder)}
             for name, tool in tools.items():
                 runs = []
                 for i in range(args.runs):
@@ -243,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     if "long10" in results and "long60" in results:
         report["memory_long60_over_long10"] = {
             name: results["long60"][name]["tree_pss_mb"] / results["long10"][name]["tree_pss_mb"] for name in tools
+        }
+    if "long10" in results and "long120" in results:
+        report["memory_growth_long10_to_long120_mb"] = {
+            name: results["long120"][name]["tree_pss_mb"] - results["long10"][name]["tree_pss_mb"] for name in tools
         }
     if args.json:
         print(json.dumps(report, indent=2))

@@ -10,6 +10,7 @@ leaves at worst an unreferenced file, which ``verify --repair`` removes.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +47,35 @@ class OldFramesError(ValueError):
     """A frame file from before analysis version 2 (no low-frequency profile): the audio must be re-read."""
 
 
+_NPY_V1 = b"\x93NUMPY\x01\x00"
+_SHAPE = re.compile(rb"'shape': \((\d+),\)")
+_HEADERS: dict[bytes, np.dtype | None] = {}  # header without its shape -> dtype (None: use np.load)
+
+
+def _read_records(path: Path) -> np.ndarray:
+    """A frame file's record array (read-only). ``np.load`` parses each header with ``ast.literal_eval``,
+    which costs more than reading a one-shot's frames; every frame file of a library has the same header
+    but for its length, so the header is parsed once per layout and the records are read in one call."""
+    with open(path, "rb") as f:
+        data = f.read()
+    match = _SHAPE.search(data, 10, 10 + 256) if data[:8] == _NPY_V1 else None
+    if match is not None:
+        end = 10 + int.from_bytes(data[8:10], "little")
+        key = data[10:match.start()] + data[match.end():end]
+        if key not in _HEADERS:
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(io.BytesIO(data[8:]))
+            _HEADERS[key] = dtype if not fortran and not dtype.hasobject and len(shape) == 1 else None
+        dtype = _HEADERS[key]
+        if dtype is not None:
+            count = int(match.group(1))
+            if len(data) - end >= count * dtype.itemsize:
+                return np.frombuffer(data, dtype, count=count, offset=end)
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
 def load_frames(path: Path) -> tuple[Frames, np.ndarray]:
     """(frames, centre times [shape=(n,)] float32). Raises :class:`OldFramesError` for a version-1 file."""
-    records = np.load(path, allow_pickle=False)
+    records = _read_records(path)
     if "low" not in records.dtype.names:
         raise OldFramesError(f"{path} holds version-1 frames (no low-frequency profile)")
     return Frames(records["mfcc"], records["rms_db"], records["low"]), records["time"]

@@ -11,6 +11,7 @@ The helpers at the bottom check and normalise arrays the same way for every back
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -75,6 +76,29 @@ class VectorStore(ABC):
         ids : np.ndarray [shape=(m, k), dtype=int64]
             ``-1`` where there are fewer than ``k`` candidates.
         """
+
+    def neighbour_graph(
+        self, ids: np.ndarray, k: int, *, vectors: np.ndarray | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest of each of ``ids`` among ``ids`` (itself included), for a map's neighbour graph.
+
+        ``ids`` are sorted, unique and all in the store; ``vectors`` (their vectors, in that order) may be
+        given to spare reading them again. ``progress(done, total)`` is called as rows are done and may
+        raise to cancel. Returns ``(distances, ids)`` shaped ``(len(ids), k)`` like `search`. This default
+        searches the store in chunks restricted to ``ids``; a backend may build the graph in one batch.
+        """
+        ids = as_ids(ids)
+        vectors = self.get(ids) if vectors is None else vectors
+        n = len(ids)
+        parts = []
+        for i in range(0, n, NEIGHBOUR_GRAPH_CHUNK):
+            parts.append(self.search(vectors[i:i + NEIGHBOUR_GRAPH_CHUNK], k, allow_ids=ids))
+            if progress is not None:
+                progress(min(n, i + NEIGHBOUR_GRAPH_CHUNK), n)
+        if not parts:
+            return empty_result(0, k)
+        return np.concatenate([d for d, _ in parts]), np.concatenate([f for _, f in parts])
 
     @abstractmethod
     def get(self, ids: np.ndarray) -> np.ndarray:
@@ -226,6 +250,7 @@ def exact_search(queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: i
     return distances_k, ids_k
 
 
+NEIGHBOUR_GRAPH_CHUNK = 4096  # rows per search when a neighbour graph is built by searching the store
 EXACT_CHUNK_ELEMENTS = 8_000_000  # query x vector distances held at once by exact_search (32 MB)
 
 

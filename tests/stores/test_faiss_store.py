@@ -370,3 +370,34 @@ def test_concurrent_searches_while_another_thread_adds(tmp_path: Path, ann_data)
     assert not errors, errors
     assert store.kind == "ivf" and store.count() == 8000 - 15 * 10
     store.close()
+
+
+# --- neighbour graph (maps) ---------------------------------------------------------------------------
+
+
+def test_neighbour_graph_exact_below_the_threshold_and_blocked_above(tmp_path: Path, ann_data, monkeypatch) -> None:
+    ids, vectors, _ = ann_data
+    store = FaissStore(tmp_path, "graph", DIM)
+    store.add(ids, vectors)
+    subset = ids[::4]  # a result set: 5,000 of the store's vectors
+    done = []
+    distances, found = store.neighbour_graph(subset, 16, progress=lambda d, t: done.append((d, t)))
+    truth_d, truth = brute_force(vectors[::4], subset, vectors[::4], 16)
+    assert found.shape == (len(subset), 16) and np.isin(found, subset).all()
+    assert recall(found, truth) == 1.0 and (found[:, 0] == subset).all()  # exact; itself first
+    np.testing.assert_allclose(distances[:, 1:], truth_d[:, 1:], rtol=1e-3)  # self: 0 up to rounding
+    assert done and done[-1] == (len(subset), len(subset))
+    # The default (chunked store searches) agrees.
+    _, default = VectorStore.neighbour_graph(store, subset, 16)
+    assert recall(default, truth) == 1.0
+
+    monkeypatch.setattr(faiss_store, "GRAPH_BLOCKED_MIN", 3000)  # now block by block
+    _, approx = store.neighbour_graph(subset, 16, vectors=vectors[::4])
+    assert recall(approx, truth) >= 0.95 and np.isin(approx[approx >= 0], subset).all()
+
+    def cancel(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.neighbour_graph(subset, 16, progress=cancel)
+    store.close()
