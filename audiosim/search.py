@@ -272,15 +272,19 @@ def _alignments(asset_id: int, votes: list, miss: np.ndarray, weights: np.ndarra
 
 def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate]) -> list[_Candidate]:
     """Place each alignment to a frame on the stored frames, then score it on the aligned windows and, for a
-    passage, on how well the frames themselves line up (``FIT_WEIGHT``)."""
+    passage from outside the library, on how well the frames themselves line up (``FIT_WEIGHT``)."""
     params = library.params
     fs = params.frame_seconds
     radius = params.frames_per_segment_hop + 2
     query, weights = _alignment_features(seed.frames[:REFINE_MAX_FRAMES])
     floor = noise_floor(seed.frames, params)
-    # A query of several windows is a passage to place, and how its frames line up then counts as much as
-    # how its windows compare; a single window is a sound to compare (whose frames never line up exactly).
-    passage = len(seed.windows) > 1
+    # A passage (several windows) from outside the library is first of all looked for: which recording, and
+    # when, is it a copy of? How its frames line up with a candidate's tells a copy (through noise, at
+    # another gain) from a lookalike, and then counts beside the window distance. A query from the library
+    # is itself the copy; for it, as for a single window, the question is what sounds alike, and frames of
+    # different recordings never line up, so the misfit would only add noise to that ranking (measured on
+    # real held-out sounds: segment-level precision 0.71 -> 0.61 for instrument notes with it).
+    looked_for = len(seed.windows) > 1 and seed.asset_id is None
     pad = len(query) // 2  # silence around each asset: an alignment may hang over its start or end by this
     targets: dict[int, tuple[Frames, np.ndarray]] = {}  # asset -> (padded frames, alignment features)
     assets = _assets(library, {c.asset_id for c in candidates})
@@ -320,7 +324,7 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate])
                                               weights=seed.window_weights[rows]))
             c.start = max(0.0, begin * fs)
             c.end = min(duration, c.start + len(seed.frames) * fs)
-        if passage:
+        if looked_for:
             c.distance += FIT_WEIGHT * math.sqrt(cost)
         refined.append(c)
     return refined
