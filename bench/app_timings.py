@@ -49,26 +49,18 @@ def start_times(library: Path, runs: int, tmp: Path) -> list[float]:
 
 def stalls(audio: Path, tmp: Path) -> dict:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QEventLoop, QTimer
 
     import tests.gui.conftest  # noqa: F401 - sounddevice with a silent default device
     from audiosim.gui.app import create_app, create_window
     from audiosim.gui.settings import Settings
-    from tests.gui.helpers import StallMeter
+    from tests.gui.helpers import StallMeter, wait_for_signal
 
     app = create_app()
     library = tmp / "stall-library"
     window = create_window(str(library), Settings(tmp / "stall.ini"), warm_up=True)
 
     def wait_for(signal, timeout_ms: int = 600_000):
-        loop = QEventLoop()
-        got = []
-        signal.connect(lambda *args: (got.append(args), loop.quit()))
-        QTimer.singleShot(timeout_ms, loop.quit)
-        loop.exec()
-        if not got:
-            raise SystemExit(f"timed out waiting for {signal}")
-        return got[0]
+        return wait_for_signal(signal, timeout_ms)
 
     wait_for(window.warmedUp)
     from audiosim.projection import warm_up

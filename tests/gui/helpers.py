@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
+from PySide6.QtCore import QEventLoop, QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
@@ -55,3 +55,16 @@ class StallMeter:
     def max_stall(self) -> float:
         """Longest gap beyond the timer's own interval, seconds."""
         return max(self.gaps, default=0.0) - self.interval
+
+
+def wait_for_signal(signal, timeout_ms: int = 60_000) -> tuple:
+    """Run the event loop until ``signal`` is emitted and return its arguments; exit the process with a
+    message after ``timeout_ms`` (for the probe scripts that drive a window outside pytest-qt)."""
+    loop = QEventLoop()
+    got = []
+    signal.connect(lambda *args: (got.append(args), loop.quit()))
+    QTimer.singleShot(timeout_ms, loop.quit)
+    loop.exec()
+    if not got:
+        raise SystemExit(f"timed out waiting for {signal}")
+    return got[0]

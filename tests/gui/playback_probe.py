@@ -16,24 +16,18 @@ import time
 def main() -> int:
     library, path, start, end, settings_path = sys.argv[1:6]
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QEventLoop, Qt, QTimer
+    from PySide6.QtCore import QEventLoop, Qt
     from PySide6.QtTest import QTest
 
     from audiosim.gui.app import create_app, create_window
     from audiosim.gui.settings import Settings
+    from tests.gui.helpers import wait_for_signal
 
     app = create_app()
     window = create_window(library, Settings(settings_path), warm_up=True)
 
-    def wait_for(signal, timeout_ms: int = 60000):
-        loop = QEventLoop()
-        got = []
-        signal.connect(lambda *args: (got.append(args), loop.quit()))
-        QTimer.singleShot(timeout_ms, loop.quit)
-        loop.exec()
-        if not got:
-            raise SystemExit(f"timed out waiting for {signal}")
-        return got[0]
+    def wait_for(signal, timeout_ms: int = 60_000):
+        return wait_for_signal(signal, timeout_ms)
 
     def wait_until(predicate, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
