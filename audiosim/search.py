@@ -353,12 +353,14 @@ def _climb_through_floor(seed: _SeedFeatures, query: np.ndarray, weights: np.nda
     origin = max(0, guess - reach)
     span = target[origin:guess + reach + len(query)]
     rms_q = seed.frames.rms_db[:REFINE_MAX_FRAMES]
-    offset, cost = guess, math.inf
-    for _ in range(2):  # the second pass uses the gain at the better offset
+    offset = guess
+    for _ in range(2):  # a second pass with the gain at the better offset, if the first one moved
         gain = noise_gain_db(rms_q, span.rms_db, offset - origin)
         heard = with_noise_floor(span, floor, gain, params)
-        offset, cost = _climb(query, weights, _alignment_features(heard)[0], offset - origin, radius)
-        offset += origin
+        moved, cost = _climb(query, weights, _alignment_features(heard)[0], offset - origin, radius)
+        if moved + origin == offset:
+            break
+        offset = moved + origin
     return offset, cost, heard, origin
 
 

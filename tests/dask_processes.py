@@ -43,8 +43,11 @@ class DaskProcesses:
                                             "--host", "127.0.0.1", "--no-dashboard")
                                 for _ in range(workers)]
                 client.wait_for_workers(workers, timeout=timeout)
-        except BaseException:
+        except BaseException as exc:
+            logs = self._logs()
             self.stop()
+            if isinstance(exc, Exception):  # say why a process did not come up: its own words
+                raise RuntimeError(f"the Dask processes did not start: {exc}\n{logs}") from exc
             raise
         with open(scheduler_file) as f:
             assert json.load(f)["address"] == self.address
@@ -53,10 +56,21 @@ class DaskProcesses:
         # A process group of its own (stop() kills the nanny's worker with it), but the caller's session: with
         # the kernel's autogroup scheduling a new session would get its own share of a busy machine's cores,
         # flattering the benchmark.
-        proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=self.env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=os.setpgrp)
+        log = open(os.path.join(self._tmp.name, f"process{len(self.processes)}.log"), "wb")
+        with log:
+            proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=self.env,
+                                    stdout=log, stderr=subprocess.STDOUT, preexec_fn=os.setpgrp)
         self.processes.append(proc)
         return proc
+
+    def _logs(self, tail: int = 3000) -> str:
+        """The end of each process's output, with its exit code if it has exited."""
+        out = []
+        for i, proc in enumerate(self.processes):
+            path = os.path.join(self._tmp.name, f"process{i}.log")
+            text = Path(path).read_text(errors="replace")[-tail:] if os.path.exists(path) else ""
+            out.append(f"--- {' '.join(proc.args[2:4])} (exit code {proc.poll()}):\n{text}")
+        return "\n".join(out)
 
     def stop(self) -> None:
         """The workers (their nannies stop their worker processes), then the scheduler: a worker that lost
