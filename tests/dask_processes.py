@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,10 +40,8 @@ class DaskProcesses:
                                          "--dashboard-address", "127.0.0.1:0", "--scheduler-file", scheduler_file)
             with Client(scheduler_file=scheduler_file, timeout=timeout) as client:  # waits for the file too
                 self.address = client.scheduler.address
-                self.workers = [self._start("distributed.cli.dask_worker", self.address, "--nthreads", "1",
-                                            "--host", "127.0.0.1", "--no-dashboard")
-                                for _ in range(workers)]
-                client.wait_for_workers(workers, timeout=timeout)
+                self.workers = [self._start_worker() for _ in range(workers)]
+                self._wait_for_workers(client, workers, timeout)
         except BaseException as exc:
             logs = self._logs()
             self.stop()
@@ -51,6 +50,29 @@ class DaskProcesses:
             raise
         with open(scheduler_file) as f:
             assert json.load(f)["address"] == self.address
+
+    def _start_worker(self) -> subprocess.Popen:
+        return self._start("distributed.cli.dask_worker", self.address, "--nthreads", "1", "--host", "127.0.0.1",
+                           "--no-dashboard")
+
+    def _wait_for_workers(self, client, count: int, timeout: float) -> None:
+        """Until the scheduler knows ``count`` workers; a worker process that exits before it registers is
+        started again once (as an operator's supervisor would), so one unlucky start does not fail a run."""
+        from distributed.exceptions import WorkerStartTimeoutError
+
+        restarted = set()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client.wait_for_workers(count, timeout=min(10.0, max(1.0, deadline - time.monotonic())))
+                return
+            except (WorkerStartTimeoutError, TimeoutError):
+                if time.monotonic() >= deadline:
+                    raise
+            for i, proc in enumerate(self.workers):
+                if proc.poll() is not None and i not in restarted:
+                    restarted.add(i)
+                    self.workers[i] = self._start_worker()
 
     def _start(self, module: str, *args: str) -> subprocess.Popen:
         # A process group of its own (stop() kills the nanny's worker with it), but the caller's session: with
