@@ -33,7 +33,7 @@ REFINE_MAX_FRAMES = 430  # ≈ 10 s of frames are plenty to place an excerpt to 
 NEGATIVE_WEIGHT = 2.0
 LEVEL_RANGE_DB = 30.0  # alignment compares levels down to this far below the loudest frame
 FIT_WEIGHT = 2.0  # a refined alignment's score: window distance + this × the RMS frame misfit
-SILENCE_POWER = 1e-10  # the analysis floor (-100 dB): the frames of digital silence
+SILENCE_DB = -100.0  # the analysis floor: the level of a frame of digital silence
 CLIMB_STEPS = 4  # how many radii an alignment may move from its votes
 LEVEL_SCALE_DB = 6.0  # a level difference of this much costs as much as one standard unit of timbre
 
@@ -84,7 +84,6 @@ class _Candidate:
     distance: float
     segment_id: int | None
     end: float | None = None
-    fit: float = math.inf  # the frame alignment's cost, once refined
     asset: Asset | None = None  # its row, when already read (saves reading it again for the hits)
 
 
@@ -236,7 +235,7 @@ def _sequence_candidates(library: Library, seed: _SeedFeatures, k: int, allowed:
         candidates += _alignments(asset_id, asset_votes, miss, weights, tolerance, seed.duration)
     candidates.sort(key=lambda c: c.distance)
     candidates = candidates[: 3 * k + 10]
-    return _refine(library, seed, candidates)
+    return _refine(library, seed, candidates, floor)
 
 
 def _vote_windows(frames: Frames, params: AnalysisParams) -> list[tuple[int, int]]:
@@ -270,14 +269,14 @@ def _alignments(asset_id: int, votes: list, miss: np.ndarray, weights: np.ndarra
     return kept
 
 
-def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate]) -> list[_Candidate]:
+def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate],
+            floor: NoiseFloor | None) -> list[_Candidate]:
     """Place each alignment to a frame on the stored frames, then score it on the aligned windows and, for a
     passage from outside the library, on how well the frames themselves line up (``FIT_WEIGHT``)."""
     params = library.params
     fs = params.frame_seconds
     radius = params.frames_per_segment_hop + 2
     query, weights = _alignment_features(seed.frames[:REFINE_MAX_FRAMES])
-    floor = noise_floor(seed.frames, params)
     # A passage (several windows) from outside the library is first of all looked for: which recording, and
     # when, is it a copy of? How its frames line up with a candidate's tells a copy (through noise, at
     # another gain) from a lookalike, and then counts beside the window distance. A query from the library
@@ -309,7 +308,6 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate])
                 noisy = _climb_through_floor(seed, query, weights, target, start, radius, floor, params)
                 if noisy[1] < cost:
                     offset, cost, heard, origin = noisy
-        c.fit = cost
         if whole:  # the match is the asset itself
             c.start, c.end = 0.0, duration
         else:
@@ -333,9 +331,8 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate])
 def _with_silence(frames: Frames, pad: int, params: AnalysisParams) -> Frames:
     """``frames`` with ``pad`` frames of digital silence before and after: what lies outside a file is
     nothing, so an alignment that hangs over its edge pays for the query's sound it leaves unmatched."""
-    silent_mfcc = (np.full(params.n_mels, 10.0 * np.log10(SILENCE_POWER), np.float32) @ dct_matrix(params).T)
-    silence = Frames(np.tile(silent_mfcc.astype(np.float16), (pad, 1)),
-                     np.full(pad, 10.0 * np.log10(SILENCE_POWER), np.float16),
+    silent_mfcc = np.full(params.n_mels, SILENCE_DB, np.float32) @ dct_matrix(params).T
+    silence = Frames(np.tile(silent_mfcc.astype(np.float16), (pad, 1)), np.full(pad, SILENCE_DB, np.float16),
                      np.full((pad, frames.low.shape[1]), LOW_FLOOR_DB, np.float16))
     return Frames.concat([silence, frames, silence], params.n_mfcc)
 
