@@ -15,7 +15,7 @@ APT_PACKAGES=(python3-venv libportaudio2 libsndfile1 ffmpeg sox espeak-ng xvfb x
   libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libdbus-1-3 libfontconfig1)
 # The tests also judge ranking on real recordings that Debian ships (rendered with fluidsynth/timidity).
 [[ "$mode" == test ]] && APT_PACKAGES+=(fluidsynth timidity fluid-soundfont-gm musescore-general-soundfont-small
-  timgm6mb-soundfont freepats avldrums.lv2-soundfont sonic-pi-samples)
+  timgm6mb-soundfont csound-soundfont freepats avldrums.lv2-soundfont sonic-pi-samples)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
