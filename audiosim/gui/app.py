@@ -3,6 +3,7 @@ warm up in a background thread afterwards."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -97,4 +98,26 @@ def run(library: str | None = None) -> int:
             window.close()
 
         QTimer.singleShot(0, report)
-    return app.exec()
+    return _leave(app.exec(), window)
+
+
+def _leave(code: int, window) -> int:
+    """Wait for the window's worker pools, then exit without finalising the interpreter under threads
+    that are still busy.
+
+    A Qt pool thread or a daemon warm-up thread that runs Python while the interpreter finalises is
+    stopped by pthread_exit inside C++ frames (Qt, LLVM, Faiss), which aborts the process with
+    "terminate called without an active exception" after everything was already saved."""
+    from PySide6.QtCore import QThreadPool
+
+    for pool in [QThreadPool.globalInstance(), *window.findChildren(QThreadPool)]:
+        pool.waitForDone(10_000)
+    if any(t.is_alive() for t in threading.enumerate() if t is not threading.main_thread()):
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    return code
