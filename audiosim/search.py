@@ -210,7 +210,11 @@ def _sequence_candidates(library: Library, seed: _SeedFeatures, k: int, allowed:
     n_per_window = max(CANDIDATES_PER_WINDOW, 4 * k) if len(windows) > 1 else 4 * k + 16
     n_windows = len(windows)
     floor = noise_floor(seed.frames, params)
-    if floor is not None:  # also search as if the query had no noise: its quiet parts are then like the original's
+    # A query from outside also searches as if it had no noise: its quiet parts are then like the
+    # original's. A seed from the library is a stored recording, whose copy in the store has the very same
+    # floor: that second search finds nothing new for it (measured: segment-level precision unchanged) at
+    # twice the votes.
+    if floor is not None and seed.asset_id is None:
         vectors = np.concatenate([vectors, embed_windows(without_noise_floor(seed.frames, floor, params),
                                                          windows, params)])
     distances, ids = store.search(vectors, n_per_window, allow_ids=_allowed_segment_ids(library, allowed))
@@ -254,13 +258,16 @@ def _alignments(asset_id: int, votes: list, miss: np.ndarray, weights: np.ndarra
     dist = np.array([v[2] for v in votes])
     segment = np.array([v[3] for v in votes])
     found: list[_Candidate] = []
-    for anchor in np.unique(times):
-        lo, hi = np.searchsorted(times, [anchor - tolerance, anchor + tolerance + 1e-9])
+    anchors = np.unique(times)
+    starts = np.searchsorted(times, anchors - tolerance)
+    stops = np.searchsorted(times, anchors + tolerance + 1e-9)
+    medians = (times[(starts + stops - 1) // 2] + times[(starts + stops) // 2]) / 2.0  # times are sorted
+    weights = weights / weights.sum()
+    for lo, hi, median in zip(starts.tolist(), stops.tolist(), medians.tolist()):
         best = miss.copy()
         np.minimum.at(best, window[lo:hi], dist[lo:hi])
         nearest = lo + int(np.argmin(dist[lo:hi]))
-        found.append(_Candidate(asset_id, float(np.median(times[lo:hi])), float(np.average(best, weights=weights)),
-                                int(segment[nearest])))
+        found.append(_Candidate(asset_id, median, float(best @ weights), int(segment[nearest])))
     found.sort(key=lambda c: c.distance)
     kept: list[_Candidate] = []
     for c in found:  # distinct alignments only
@@ -304,8 +311,10 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate],
         offset, cost = _climb(query, weights, target_features, guess, radius)
         heard, origin = target, 0
         if floor is not None:
+            heard_cache: dict = {}
             for start in {guess, offset}:  # the gain at the plain alignment may be the better guess
-                noisy = _climb_through_floor(seed, query, weights, target, start, radius, floor, params)
+                noisy = _climb_through_floor(seed, query, weights, target, start, radius, floor, params,
+                                             heard_cache)
                 if noisy[1] < cost:
                     offset, cost, heard, origin = noisy
         if whole:  # the match is the asset itself
@@ -338,14 +347,18 @@ def _with_silence(frames: Frames, pad: int, params: AnalysisParams) -> Frames:
 
 
 def _climb_through_floor(seed: _SeedFeatures, query: np.ndarray, weights: np.ndarray, target: Frames,
-                         guess: int, radius: int, floor: NoiseFloor,
-                         params: AnalysisParams) -> tuple[int, float, Frames, int]:
+                         guess: int, radius: int, floor: NoiseFloor, params: AnalysisParams,
+                         cache: dict | None = None) -> tuple[int, float, Frames, int]:
     """:func:`_climb` on the candidate's frames with the query's noise floor added (at the gain between
     them, estimated where the query is loud): a noisy excerpt compared with its original as it would sound
     through the same noise. Returns (offset, cost, the noisy span of the target, its first frame).
 
     The caller keeps whichever of this and the plain alignment fits better: a clean query's "floor" is
-    only its quietest frames, and adding those to the candidate would blur it for nothing."""
+    only its quietest frames, and adding those to the candidate would blur it for nothing.
+
+    ``cache`` (one per candidate) keeps the noisy span per (origin, gain): the passes and starts of one
+    candidate often meet the same loudest frames, hence the same gain."""
+    cache = {} if cache is None else cache
     reach = (CLIMB_STEPS + 1) * radius + len(query)
     origin = max(0, guess - reach)
     span = target[origin:guess + reach + len(query)]
@@ -353,8 +366,11 @@ def _climb_through_floor(seed: _SeedFeatures, query: np.ndarray, weights: np.nda
     offset = guess
     for _ in range(2):  # a second pass with the gain at the better offset, if the first one moved
         gain = noise_gain_db(rms_q, span.rms_db, offset - origin)
-        heard = with_noise_floor(span, floor, gain, params)
-        moved, cost = _climb(query, weights, _alignment_features(heard)[0], offset - origin, radius)
+        if (origin, gain) not in cache:
+            heard = with_noise_floor(span, floor, gain, params)
+            cache[origin, gain] = heard, _alignment_features(heard)[0]
+        heard, heard_features = cache[origin, gain]
+        moved, cost = _climb(query, weights, heard_features, offset - origin, radius)
         if moved + origin == offset:
             break
         offset = moved + origin
@@ -397,16 +413,17 @@ def _best_offset(query: np.ndarray, weights: np.ndarray, target: np.ndarray, gue
     hi = min(nt - max(1, pad), guess + radius)
     if hi < lo or nt == 0:
         return max(0, min(guess, nt - 1)), math.inf
-    # Pad with NaN so that every candidate offset is one sliding window; NaN marks "no overlap".
-    padded = np.full((nt + 2 * nq, target.shape[1]), np.nan, np.float32)
-    padded[nq:nq + nt] = target
-    span = padded[lo + nq: hi + nq + nq]
-    windows = np.lib.stride_tricks.sliding_window_view(span, nq, axis=0).transpose(0, 2, 1)  # (n_off, nq, d)
-    per_frame = np.square(windows[:, :, :-1] - query[:, :-1]).sum(axis=2)  # (n_off, nq)
+    # The target's frames lo .. hi + nq, NaN where they fall outside it, so that every candidate offset is
+    # one sliding window; NaN marks "no overlap".
+    span = np.full((hi - lo + nq, target.shape[1]), np.nan, np.float32)
+    first, last = max(lo, 0), min(hi + nq, nt)
+    if last > first:
+        span[first - lo:last - lo] = target[first:last]
+    per_frame = _sliding_square_distances(span[:, :-1], query[:, :-1])  # (n_off, nq), NaN: no overlap
     overlap = ~np.isnan(per_frame)
     mass = np.maximum((weights * overlap).sum(axis=1), 1e-30)
     level_q = np.maximum(query[:, -1] - query[:, -1].max(), -LEVEL_RANGE_DB)
-    level_t = windows[:, :, -1]
+    level_t = np.lib.stride_tricks.sliding_window_view(span[:, -1], nq)  # (n_off, nq)
     level_t = np.maximum(level_t - np.nanmax(level_t, axis=1, keepdims=True), -LEVEL_RANGE_DB)
     gap = level_q - level_t
     gain = np.nansum(gap * weights, axis=1, keepdims=True) / mass[:, None]
@@ -414,6 +431,25 @@ def _best_offset(query: np.ndarray, weights: np.ndarray, target: np.ndarray, gue
     costs = np.where(overlap.any(axis=1), np.nansum(per_frame * weights, axis=1) / mass, np.inf)
     best = int(np.argmin(costs))
     return lo + best, float(costs[best])
+
+
+def _sliding_square_distances(span: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``|span[o + j] - query[j]|²`` for every offset o of ``query`` (nq frames) in ``span`` [shape=(L - nq + 1,
+    nq)]; NaN where the span's frame is NaN (outside the target). As ``|s|² + |q|² - 2 s·q``: the cross terms
+    of all pairs are one matrix product, and those of an offset are one of its diagonals."""
+    nq = len(query)
+    valid = ~np.isnan(span[:, 0])
+    s = np.where(valid[:, None], span, 0.0).astype(np.float64)
+    q = query.astype(np.float64)
+    cross = s @ q.T  # (L, nq): cross[i, j] = s[i]·q[j]
+    n_off = len(s) - nq + 1
+    step0, step1 = cross.strides
+    diagonals = np.lib.stride_tricks.as_strided(cross, (n_off, nq), (step0, step0 + step1))  # [o, j] = cross[o+j, j]
+    square_s = np.lib.stride_tricks.sliding_window_view(np.einsum("ij,ij->i", s, s), nq)
+    out = square_s + np.einsum("ij,ij->i", q, q) - 2.0 * diagonals
+    out = np.maximum(out, 0.0)
+    out[~np.lib.stride_tricks.sliding_window_view(valid, nq)] = np.nan
+    return out.astype(np.float32)
 
 
 # -- several seeds ----------------------------------------------------------------------------------------

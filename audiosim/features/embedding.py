@@ -205,7 +205,6 @@ def raw_file_descriptor(frames: Frames, params: AnalysisParams) -> np.ndarray:
                              active[:, start:stop + 1])  # one frame of overlap: the step across chunks
         sums = [a + b for a, b in zip(sums, part)]
     timbre = _timbre(tuple(sums))
-    timbre = _timbre(sums)
     local = _local(frames.mfcc[None], frames.low[None], level, params)
     return np.concatenate([timbre, level["shape"], local], axis=1)[0]
 
