@@ -206,6 +206,7 @@ def _sequence_candidates(library: Library, seed: _SeedFeatures, k: int, allowed:
     windows = [windows[i] for i in pick]
     vectors = embed_windows(seed.frames, windows, params)
     weights = _window_weights(seed.frames, windows)
+    shares = weights / weights.sum()  # each window's share of an alignment's score
     store = library.store("segments")
     n_per_window = max(CANDIDATES_PER_WINDOW, 4 * k) if len(windows) > 1 else 4 * k + 16
     n_windows = len(windows)
@@ -236,7 +237,7 @@ def _sequence_candidates(library: Library, seed: _SeedFeatures, k: int, allowed:
     tolerance = params.segment_hop_seconds * 0.75
     candidates = []
     for asset_id, asset_votes in votes.items():
-        candidates += _alignments(asset_id, asset_votes, miss, weights, tolerance, seed.duration)
+        candidates += _alignments(asset_id, asset_votes, miss, shares, tolerance, seed.duration)
     candidates.sort(key=lambda c: c.distance)
     candidates = candidates[: 3 * k + 10]
     return _refine(library, seed, candidates, floor)
@@ -249,9 +250,10 @@ def _vote_windows(frames: Frames, params: AnalysisParams) -> list[tuple[int, int
     return segment_windows(frames.rms_db, dense) or segment_windows(frames.rms_db, params)
 
 
-def _alignments(asset_id: int, votes: list, miss: np.ndarray, weights: np.ndarray, tolerance: float,
+def _alignments(asset_id: int, votes: list, miss: np.ndarray, shares: np.ndarray, tolerance: float,
                 span: float) -> list[_Candidate]:
-    """Group one asset's votes into alignments; score each over all query windows."""
+    """Group one asset's votes into alignments; score each over all query windows (``shares``: each
+    window's weight, summing to 1)."""
     votes.sort()
     times = np.array([v[0] for v in votes])
     window = np.array([v[1] for v in votes])
@@ -262,12 +264,11 @@ def _alignments(asset_id: int, votes: list, miss: np.ndarray, weights: np.ndarra
     starts = np.searchsorted(times, anchors - tolerance)
     stops = np.searchsorted(times, anchors + tolerance + 1e-9)
     medians = (times[(starts + stops - 1) // 2] + times[(starts + stops) // 2]) / 2.0  # times are sorted
-    weights = weights / weights.sum()
     for lo, hi, median in zip(starts.tolist(), stops.tolist(), medians.tolist()):
         best = miss.copy()
         np.minimum.at(best, window[lo:hi], dist[lo:hi])
         nearest = lo + int(np.argmin(dist[lo:hi]))
-        found.append(_Candidate(asset_id, median, float(best @ weights), int(segment[nearest])))
+        found.append(_Candidate(asset_id, median, float(best @ shares), int(segment[nearest])))
     found.sort(key=lambda c: c.distance)
     kept: list[_Candidate] = []
     for c in found:  # distinct alignments only
@@ -348,7 +349,7 @@ def _with_silence(frames: Frames, pad: int, params: AnalysisParams) -> Frames:
 
 def _climb_through_floor(seed: _SeedFeatures, query: np.ndarray, weights: np.ndarray, target: Frames,
                          guess: int, radius: int, floor: NoiseFloor, params: AnalysisParams,
-                         cache: dict | None = None) -> tuple[int, float, Frames, int]:
+                         cache: dict) -> tuple[int, float, Frames, int]:
     """:func:`_climb` on the candidate's frames with the query's noise floor added (at the gain between
     them, estimated where the query is loud): a noisy excerpt compared with its original as it would sound
     through the same noise. Returns (offset, cost, the noisy span of the target, its first frame).
@@ -358,7 +359,6 @@ def _climb_through_floor(seed: _SeedFeatures, query: np.ndarray, weights: np.nda
 
     ``cache`` (one per candidate) keeps the noisy span per (origin, gain): the passes and starts of one
     candidate often meet the same loudest frames, hence the same gain."""
-    cache = {} if cache is None else cache
     reach = (CLIMB_STEPS + 1) * radius + len(query)
     origin = max(0, guess - reach)
     span = target[origin:guess + reach + len(query)]
