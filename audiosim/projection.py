@@ -70,7 +70,8 @@ TRANSFORM_MAX_ADDED = 0.2
 this fraction of the points the model was fitted on; beyond that the layout would no longer describe them."""
 _SMALL_EXACT = 4096  # below this, kNN for non-Euclidean metrics is computed exactly
 EPOCH_EDGE_BUDGET = 2_000_000  # cold layout: about this many points x epochs (see cold_epochs)
-_filters_installed = False
+_umap_prepared = False
+_prepare_lock = threading.Lock()
 
 
 def cold_epochs(n: int) -> int:
@@ -499,16 +500,17 @@ def _place_added(previous: MapResult, rs: ResultSet, vectors: np.ndarray, added:
 def _prepare_umap() -> None:
     """Once per process, before UMAP compiles anything: its warnings that are not news, and its epoch
     kernels compiled to release the GIL."""
-    global _filters_installed
-    if _filters_installed:
-        return
-    _release_gil_in_epochs()
-    # Expected with our own kNN graph and search index; not news for a user.
-    warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
-    warnings.filterwarnings("ignore", message=r"n_jobs value .* overridden", category=UserWarning)
-    warnings.filterwarnings("ignore", message=r".*n_neighbors is larger than the dataset", category=UserWarning)
-    warnings.filterwarnings("ignore", message=r"Graph is not fully connected", category=UserWarning)
-    _filters_installed = True
+    global _umap_prepared
+    with _prepare_lock:  # the start-up warm-up and a first map may both get here
+        if _umap_prepared:
+            return
+        _release_gil_in_epochs()
+        # Expected with our own kNN graph and search index; not news for a user.
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r"n_jobs value .* overridden", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r".*n_neighbors is larger than the dataset", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r"Graph is not fully connected", category=UserWarning)
+        _umap_prepared = True
 
 
 def _release_gil_in_epochs() -> None:
