@@ -122,7 +122,7 @@ def analyze_file(path: str | os.PathLike, params: AnalysisParams) -> Analysis:
         st = os.stat(path)
         fingerprint = fingerprint_file(path, st.st_size)
         resampler = MonoResampler(info.sample_rate, params.sample_rate, info.channels)
-        meter = LoudnessMeter(info.sample_rate, info.channels, expected_frames=info.frames)
+        meter = LoudnessMeter(info.sample_rate, info.channels)
         mfcc_stream = MfccStream(params)
         collector = _FrameCollector(params)
         n_samples = 0
