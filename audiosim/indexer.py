@@ -3,6 +3,8 @@ the results in batches through the library's single writer.
 
 Incremental and resumable: an unchanged file (same size and mtime, or same content fingerprint, under the
 same analysis parameters) is skipped, so running again after a crash or a cancel picks up where it left.
+A long file is analysed in parts by several workers (:func:`audiosim.analysis.plan_parts`) and committed
+once all its parts are in: a crash or a cancel mid-file loses only that file's unfinished analysis.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from collections.abc import Iterable, Iterator
 
 from sqlalchemy import select
 
-from audiosim.analysis import Analysis, analyze_file, fingerprint_file
+from audiosim.analysis import Analysis, FilePart, PartAnalysis, analyze_file, analyze_part, assemble, \
+    fingerprint_file, plan_parts
 from audiosim.crashpoints import crash_point
 from audiosim.config import AUDIO_EXTENSIONS, AnalysisParams
 from audiosim.errors import DecodeError
@@ -62,26 +65,77 @@ class IndexReport:
 
 @dataclasses.dataclass(frozen=True)
 class _Job:
+    """A file to analyse, or one part of a long file."""
+
     path: str
     params: AnalysisParams
+    part: FilePart | None = None
 
 
-def _analyze_job(job: _Job) -> tuple[str, Analysis | None, Failure | None]:
+_Result = tuple[_Job, "Analysis | PartAnalysis | None", "Failure | None"]
+
+
+def _analyze_job(job: _Job) -> _Result:
     """Runs in a worker: never raises, so one bad file cannot stop the run."""
     try:
-        return job.path, analyze_file(job.path, job.params), None
+        if job.part is not None:
+            return job, analyze_part(job.part, job.params), None
+        return job, analyze_file(job.path, job.params), None
     except DecodeError as exc:
         error = str(exc)
     except MemoryError:
         error = "out of memory while decoding"
     except Exception as exc:  # noqa: BLE001 - report any bug as this file's failure, keep going
         error = f"unexpected error: {type(exc).__name__}: {exc}"
+    return job_failure(job, error)
+
+
+def job_failure(job: _Job, error: str) -> _Result:
+    """The result of a job that failed with ``error``."""
     try:
         st = os.stat(job.path)
         size, mtime = st.st_size, st.st_mtime
-    except OSError:
+    except OSError:  # (on a cluster the indexing process may not see the file either)
         size = mtime = None
-    return job.path, None, Failure(job.path, error, size, mtime)
+    return job, None, Failure(job.path, error, size, mtime)
+
+
+def _split_long_files(jobs: list[_Job]) -> list[_Job]:
+    """Each long seekable file's job replaced by the jobs of its parts, in order."""
+    out: list[_Job] = []
+    for job in jobs:
+        parts = plan_parts(job.path)
+        out += [_Job(job.path, job.params, part) for part in parts] if parts else [job]
+    return out
+
+
+class _PartsOfFiles:
+    """Collects the parts of long files as they come back, in any order, and hands each file on whole."""
+
+    def __init__(self, params: AnalysisParams) -> None:
+        self.params = params
+        self._pending: dict[str, dict[int, tuple]] = {}
+
+    def add(self, job: _Job, result: Analysis | PartAnalysis | None, failure: Failure | None
+            ) -> tuple[str, Analysis | None, Failure | None] | None:
+        """The file's result once ``job`` completes it, else None."""
+        part = job.part
+        if part is None:
+            return job.path, result, failure
+        got = self._pending.setdefault(job.path, {})
+        got[part.index] = (result, failure)
+        if len(got) < part.count:
+            crash_point("index-part-analysed")
+            return None
+        del self._pending[job.path]
+        results = [got[i] for i in range(part.count)]
+        failures = [f for _, f in results if f is not None]
+        if failures:  # the earliest part's reason
+            return job.path, None, failures[0]
+        try:
+            return job.path, assemble([r for r, _ in results], self.params), None
+        except Exception as exc:  # noqa: BLE001 - as _analyze_job: one file's failure, never the run's
+            return job.path, None, job_failure(job, f"unexpected error: {type(exc).__name__}: {exc}")[2]
 
 
 def _looks_like_audio(entry: os.DirEntry | str, name: str) -> bool:
@@ -314,26 +368,31 @@ def _touch_unchanged(library: Library, touched: list[tuple[int, float]]) -> None
 
 def _run_jobs(pool: _Pool, jobs: list[_Job], writer: LibraryWriter, report: IndexReport,
               state: TaskState, params: AnalysisParams) -> None:
+    """Analyse ``jobs`` on ``pool`` and commit the results in batches."""
     batch: list[Analysis] = []
     failures: list[Failure] = []
     last_commit = last_save = time.monotonic()
     done = 0
-    results = pool.imap(jobs)
-    for path, analysis, failure in results:
-        done += 1
-        if analysis is not None:
-            batch.append(analysis)
-            report.indexed += 1
-            report.segments += len(analysis.windows)
-            report.audio_seconds += analysis.duration
-        else:
-            failures.append(failure)
-            report.failed.append({"path": failure.path, "error": failure.error})
-            state.set_partial_result(("failed", failure.path, failure.error))
-        state.set_status(os.path.basename(path))
-        state.set_progress(done, len(jobs))
+    files = _PartsOfFiles(params)
+    for job, result, failure in pool.imap(_split_long_files(jobs)):
+        state.set_status(os.path.basename(job.path))
+        whole = files.add(job, result, failure)
+        if whole is not None:
+            path, analysis, failure = whole
+            done += 1
+            if analysis is not None:
+                batch.append(analysis)
+                report.indexed += 1
+                report.segments += len(analysis.windows)
+                report.audio_seconds += analysis.duration
+            else:
+                failures.append(failure)
+                report.failed.append({"path": failure.path, "error": failure.error})
+                state.set_partial_result(("failed", failure.path, failure.error))
+            state.set_progress(done, len(jobs))
         now = time.monotonic()
-        if len(batch) + len(failures) >= COMMIT_EVERY_FILES or now - last_commit >= COMMIT_EVERY_SECONDS:
+        if (batch or failures) and (len(batch) + len(failures) >= COMMIT_EVERY_FILES
+                                    or now - last_commit >= COMMIT_EVERY_SECONDS):
             writer.commit(batch, failures)
             batch, failures, last_commit = [], [], now
             if now - last_save >= SAVE_EVERY_SECONDS:
