@@ -169,10 +169,11 @@ class _AnalysisWorkerSetup(_WorkerPlugin):
                 pass
         import audiosim.audio.decode  # noqa: F401
         import audiosim.audio.loudness  # noqa: F401
-        import audiosim.indexer  # noqa: F401
         from audiosim.features.mfcc import _filters
+        from audiosim.indexer import keep_freed_memory
 
         _filters(self.params)
+        keep_freed_memory()
 
 
 def _start_method(params) -> str:
