@@ -18,7 +18,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from sqlalchemy import select
 
@@ -325,9 +325,14 @@ def index_paths(library: Library, paths: Iterable[str | os.PathLike], *, workers
     pool = _make_pool(workers, library.params, cluster)
     try:
         writer = LibraryWriter(library)
-        writer.reconcile()
-        if unfinished_scan(library) is not None:  # the last run died: it may have left frame files
-            writer.sweep_orphan_frames()
+        died = unfinished_scan(library) is not None  # the last run died: it may have left frame files
+
+        def before_first_commit() -> None:
+            # While the workers start on the first files: opening the vector stores costs ~0.1-0.3 s.
+            writer.reconcile()
+            if died:
+                writer.sweep_orphan_frames()
+
         scan_id = _begin_scan(library, roots)
         crash_point("index-scan-begun")
         state.set_status("looking for audio files")
@@ -343,7 +348,7 @@ def index_paths(library: Library, paths: Iterable[str | os.PathLike], *, workers
             _touch_unchanged(library, touched)
         total = len(jobs)
         state.set_progress(0, total)
-        _run_jobs(pool, jobs, writer, report, state, library.params)
+        _run_jobs(pool, jobs, writer, report, state, library.params, before_first_commit=before_first_commit)
         if not state.cancelled and removed:
             writer.commit(removed_asset_ids=removed)
             report.removed = len(removed)
@@ -389,14 +394,19 @@ def _touch_unchanged(library: Library, touched: list[tuple[int, float]]) -> None
 
 
 def _run_jobs(pool: _Pool, jobs: list[_Job], writer: LibraryWriter, report: IndexReport,
-              state: TaskState, params: AnalysisParams) -> None:
-    """Analyse ``jobs`` on ``pool`` and commit the results in batches."""
+              state: TaskState, params: AnalysisParams, *,
+              before_first_commit: Callable[[], None] | None = None) -> None:
+    """Analyse ``jobs`` on ``pool`` and commit the results in batches; ``before_first_commit`` runs once
+    the pool has the jobs (so their analysis and its work overlap)."""
     batch: list[Analysis] = []
     failures: list[Failure] = []
-    last_commit = last_save = time.monotonic()
     done = 0
     files = _PartsOfFiles(params)
-    for job, result, failure in pool.imap(_split_long_files(jobs)):
+    results = pool.imap(_split_long_files(jobs))
+    if before_first_commit is not None:
+        before_first_commit()
+    last_commit = last_save = time.monotonic()
+    for job, result, failure in results:
         state.set_status(os.path.basename(job.path))
         whole = files.add(job, result, failure)
         if whole is not None:
