@@ -126,7 +126,12 @@ def features_from_frames(frames: Frames, params: AnalysisParams
     """Segments and vectors derived from the frames *as stored* (float16), so a query that reads the
     stored frames back gets exactly the indexed vectors."""
     windows = segment_windows(frames.rms_db, params)
-    return windows, embed_windows(frames, windows, params), file_embedding(frames, params)
+    vectors = embed_windows(frames, windows, params)
+    if windows == [(0, len(frames))]:
+        # A file that is one segment (every one-shot under a second: half of a drum library) is described
+        # by the same block of frames as that segment: its vector, not computed twice.
+        return windows, vectors, vectors[0].copy()
+    return windows, vectors, file_embedding(frames, params)
 
 
 def analyze_file(path: str | os.PathLike, params: AnalysisParams) -> Analysis:
