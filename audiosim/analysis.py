@@ -288,13 +288,16 @@ def analyze_part(part: FilePart, params: AnalysisParams) -> PartAnalysis:
 
 def assemble(parts: list[PartAnalysis], params: AnalysisParams) -> Analysis:
     """A long file's analysis from all its parts, in order: joined frames and loudness, then segments and
-    embeddings computed over the joined frames (as :func:`analyze_file` computes them)."""
+    embeddings computed over the joined frames (as :func:`analyze_file` computes them). The parts give
+    up their frames to the joined ones."""
     from audiosim.audio.loudness import Loudness
 
     head, part = parts[0], parts[0].part
     if [p.part.index for p in parts] != list(range(part.count)):
         raise ValueError(f"parts {[p.part.index for p in parts]} of {part.count}")
     frames = Frames.concat([p.frames for p in parts], params.n_mfcc)
+    for p in parts:  # the joined copy replaces them (a 2 h file's frames are 19 MB)
+        p.frames = None
     loudness = Loudness.join([p.loudness for p in parts])
     centroid_count = sum(p.centroid_count for p in parts)
     windows, segment_vectors, file_vector = features_from_frames(frames, params)
