@@ -171,9 +171,11 @@ def _k_weighting_plan(sample_rate: int) -> _KWeightingPlan:
 class _KWeighting:
     """Streaming K-weighting of ``[shape=(channels, n)]`` float32 rows, carrying the state between calls."""
 
-    # Samples per step: keeps the temporaries small enough to be reused from the heap instead of being
-    # mapped afresh (page faults tripled the time of a 262144-sample call).
-    CHUNK = 1024 * _BLOCK
+    # Samples per step: big enough that the scan's few Python steps do not weigh on a one-shot (1,776 real
+    # ones: 0.76 -> 0.59 ms each against 32k steps), small enough that the temporaries (~1.5 MB) are reused
+    # from the heap of an indexing worker rather than mapped afresh (page faults tripled the time of one
+    # 262144-sample step).
+    CHUNK = 4096 * _BLOCK
 
     def __init__(self, sample_rate: int, channels: int) -> None:
         self._plan = _k_weighting_plan(sample_rate)
