@@ -41,6 +41,16 @@ _SPLIT_PROBE_BYTES = SPLIT_FROM_SECONDS * 8000  # smaller files are shorter (at 
 
 
 @dataclasses.dataclass
+class Failure:
+    """A file that could not be analysed, and why (committed as a failed asset)."""
+
+    path: str
+    error: str
+    size: int | None = None
+    mtime: float | None = None
+
+
+@dataclasses.dataclass
 class Analysis:
     """Everything the library stores about one file.
 

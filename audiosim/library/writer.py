@@ -11,7 +11,6 @@ vector can never stand for a new segment.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
 import secrets
@@ -23,7 +22,7 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from audiosim.analysis import Analysis
+from audiosim.analysis import Analysis, Failure  # noqa: F401 - Failure is also imported from here
 from audiosim.config import AnalysisParams, analysis_key
 from audiosim.crashpoints import crash_point
 from audiosim.errors import LibraryError
@@ -31,14 +30,6 @@ from audiosim.library.db import Library, db_reason
 from audiosim.features.mfcc import Frames
 from audiosim.library.frames import frames_path, save_frames, unreferenced_frame_files
 from audiosim.library.models import STATUS_FAILED, STATUS_INDEXED, Asset, Segment, display_name
-
-
-@dataclasses.dataclass
-class Failure:
-    path: str
-    error: str
-    size: int | None = None
-    mtime: float | None = None
 
 
 class LibraryWriter:
