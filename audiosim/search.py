@@ -322,8 +322,10 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate],
             c.start, c.end = 0.0, duration
         else:
             begin = offset - pad  # the query's first frame, in the asset's frames
-            inside = len(target) - 2 * pad
-            own = [w for w in seed.windows if w[0] + begin >= 0 and w[1] + begin <= inside]
+            # The seed's windows that fall on the asset and on what was heard of it (a noisy span is cut
+            # around the alignment; a window past its end was once an IndexError).
+            first, last = max(pad, origin), min(len(target) - pad, origin + len(heard))
+            own = [w for w in seed.windows if w[0] + offset >= first and w[1] + offset <= last]
             if own:
                 shifted = [(s + offset - origin, e + offset - origin) for s, e in own]
                 vectors = embed_windows(heard, shifted, params)
