@@ -337,17 +337,20 @@ def _alignments(library: Library, distances: np.ndarray, ids: np.ndarray, offset
     ranked = np.lexsort((np.arange(len(anchor)), anchor_group, score))
     gap = max(tolerance, span / 2)
     kept: dict[int, list[float]] = defaultdict(list)
-    out: list[_Candidate] = []
+    chosen: list[int] = []
+    groups, medians = anchor_group.tolist(), median.tolist()
     for i in ranked.tolist():
-        g, start = int(anchor_group[i]), float(median[i])
-        if all(abs(start - o) > gap for o in kept[g]):
-            kept[g].append(start)
-            out.append(_Candidate(int(asset_of_group[g]), start, float(score[i]), int(nearest[i]),
-                                  asset_duration=float(rows.asset_durations[anchor_row[i]]),
-                                  asset_segments=int(rows.asset_segments[anchor_row[i]])))
-            if len(out) == limit:
+        others = kept[groups[i]]
+        if all(abs(medians[i] - o) > gap for o in others):
+            others.append(medians[i])
+            chosen.append(i)
+            if len(chosen) == limit:
                 break
-    return out
+    chosen_rows = anchor_row[chosen]
+    return [_Candidate(a, t, d, s, asset_duration=duration, asset_segments=n) for a, t, d, s, duration, n in
+            zip(asset_of_group[anchor_group[chosen]].tolist(), median[chosen].tolist(), score[chosen].tolist(),
+                nearest[chosen].tolist(), rows.asset_durations[chosen_rows].tolist(),
+                rows.asset_segments[chosen_rows].tolist())]
 
 
 def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate],
