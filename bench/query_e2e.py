@@ -28,7 +28,8 @@ Then, in the same process, with the library reopened read-only as the app and th
   alignment refinement on stored frames (``search._refine``; an asset join inside it is not refinement
   and stays in), i.e. the seed's embedding, the store search, the segment rows, the votes, the asset
   rows and the collapse into hits. The refinement re-embeds candidate alignments from their stored frames
-  and is part of the ranking; ``stages_p50_ms`` splits the time further where the code has those parts;
+  and is part of the ranking; ``io_cpu``: the same in CPU time; ``stages_p50_ms`` splits the time further
+  where the code has those parts;
 * memory: resident growth of a fresh process from before opening the library to after 20 queries, per
   segment;
   disk: DB + vector files per segment (the clones share their originals' frame files).
@@ -189,15 +190,16 @@ def resident_growth(folder: Path, paths: list[str]) -> int:
     return r["after"] - r["before"]
 
 
-IO_STAGES = ("seed", "store", "segment_rows", "asset_rows", "hits")
+IO_STAGES = ("seed", "store", "segment_rows", "votes", "asset_rows", "hits")
 
 
 class _time_stages:
     """Wrap the parts of ``search`` so each query's time splits into: the seed's frames and embedding
-    (``seed``), the store search, the segment-row and asset-row joins, collapsing into hits (``hits``,
-    its asset join counted under ``asset_rows``) and the alignment refinement on stored frames
-    (``refine``, without an asset join inside it). A part the code does not have (by that name) is not
-    timed: the bench also runs on older versions of ``search``, for figures side by side."""
+    (``seed``), the store search, the segment-row and asset-row joins, the votes for alignments (``votes``),
+    collapsing into hits (``hits``, its asset join counted under ``asset_rows``) and the alignment
+    refinement on stored frames (``refine``, without an asset join inside it). A part the code does not
+    have (by that name) is not timed: the bench also runs on older versions of ``search``, for figures
+    side by side."""
 
     def __init__(self, S, lib, spent: dict) -> None:
         self.saved = []
@@ -209,12 +211,15 @@ class _time_stages:
 
             def timed(*args, **kwargs):
                 before = {e: spent.get(e, 0.0) for e in exclude}
-                t = time.perf_counter()
+                before_cpu = {e: spent.get(e + ":cpu", 0.0) for e in exclude}
+                t, c = time.perf_counter(), time.process_time()
                 try:
                     return original(*args, **kwargs)
                 finally:
                     inner = sum(spent.get(e, 0.0) - before[e] for e in exclude)
+                    inner_cpu = sum(spent.get(e + ":cpu", 0.0) - before_cpu[e] for e in exclude)
                     spent[stage] = spent.get(stage, 0.0) + time.perf_counter() - t - inner
+                    spent[stage + ":cpu"] = spent.get(stage + ":cpu", 0.0) + time.process_time() - c - inner_cpu
 
             setattr(owner, name, timed)
             self.saved.append((owner, name, original))
@@ -223,6 +228,7 @@ class _time_stages:
         wrap(S, "_seed_features", "seed")
         wrap(store, "search", "store")
         wrap(S, "_segment_rows", "segment_rows")
+        wrap(S, "_alignments", "votes")  # main: per asset; since: all of them (with the segment rows)
         wrap(S, "_assets", "asset_rows")
         wrap(S, "_refine", "refine", exclude=("asset_rows",))
         wrap(S, "_to_hits", "hits", exclude=("asset_rows",))
@@ -285,8 +291,11 @@ def run(base: Path, size: int, work: Path, queries: int, cache: Path | None = No
         stages.append(dict(spent))
     timed.undo()
     io = [t - st.get("refine", 0.0) for t, st in zip(times, stages)]
+    io_cpu = [c - st.get("refine:cpu", 0.0) for c, st in zip(cpu, stages)]
     row["io_p50_ms"] = float(np.percentile(io, 50) * 1000)
     row["io_p99_ms"] = float(np.percentile(io, 99) * 1000)
+    row["io_cpu_p50_ms"] = float(np.percentile(io_cpu, 50) * 1000)
+    row["io_cpu_p99_ms"] = float(np.percentile(io_cpu, 99) * 1000)
     row["stages_p50_ms"] = {name: float(np.percentile([st.get(name, 0.0) for st in stages], 50) * 1000)
                             for name in (*IO_STAGES, "refine")}
     row["p50_ms"] = float(np.percentile(times, 50) * 1000)
@@ -342,11 +351,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"cores": os.cpu_count(), "queries": args.queries, "rows": rows}, indent=2))
         return 0
     print(f"{'segments':>9} {'open+1st':>9} {'p50':>8} {'p99':>8} {'cpu p50':>8} {'io p50':>8} {'io p99':>8} "
-          f"{'store p50':>9} {'recall@50':>9} {'RAM B/seg':>9} {'disk B/seg':>10}  store")
+          f"{'io cpu':>8} {'store p50':>9} {'recall@50':>9} {'RAM B/seg':>9} {'disk B/seg':>10}  store")
     for r in rows:
         disk = sum(r["disk_bytes_per_segment"].values())
         print(f"{r['segments']:>9} {r['open_first_query_ms']:>7.0f}ms {r['p50_ms']:>6.1f}ms {r['p99_ms']:>6.1f}ms "
               f"{r['cpu_p50_ms']:>6.1f}ms {r['io_p50_ms']:>6.1f}ms {r['io_p99_ms']:>6.1f}ms "
+              f"{r['io_cpu_p50_ms']:>6.1f}ms "
               f"{r['store_p50_ms']:>7.2f}ms {r['recall_at_50']:>9.3f} {r['memory_bytes_per_segment']:>9.0f} "
               f"{disk:>10.0f}  {r['store']}")
     return 0
