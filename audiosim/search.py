@@ -17,12 +17,12 @@ from collections import defaultdict
 import numpy as np
 from sqlalchemy import select
 
+from audiosim import alignment
 from audiosim.config import AnalysisParams
 from audiosim.errors import QueryError
-from audiosim.features.embedding import embed_windows, file_embedding, transform
-from audiosim.features.mfcc import LOW_FLOOR_DB, Frames, dct_matrix
-from audiosim.features.noise import NoiseFloor, noise_floor, with_noise_floor, without_noise_floor
-from audiosim.features.noise import gain_db as noise_gain_db
+from audiosim.features.embedding import embed_windows, file_embedding
+from audiosim.features.mfcc import Frames
+from audiosim.features.noise import NoiseFloor, noise_floor, without_noise_floor
 from audiosim.features.segments import segment_windows
 from audiosim.library.db import Library
 from audiosim.library.models import STATUS_INDEXED, Asset, Segment
@@ -32,11 +32,7 @@ CANDIDATES_PER_WINDOW = 64
 VOTE_STEPS = 4  # query windows per stored hop, when voting for alignments
 REFINE_MAX_FRAMES = 430  # ≈ 10 s of frames are plenty to place an excerpt to a frame
 NEGATIVE_WEIGHT = 2.0
-LEVEL_RANGE_DB = 30.0  # alignment compares levels down to this far below the loudest frame
 FIT_WEIGHT = 2.0  # a refined alignment's score: window distance + this × the RMS frame misfit
-SILENCE_DB = -100.0  # the analysis floor: the level of a frame of digital silence
-CLIMB_STEPS = 4  # how many radii an alignment may move from its votes
-LEVEL_SCALE_DB = 6.0  # a level difference of this much costs as much as one standard unit of timbre
 
 
 @dataclasses.dataclass(frozen=True)
@@ -360,7 +356,8 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate],
     params = library.params
     fs = params.frame_seconds
     radius = params.frames_per_segment_hop + 2
-    query = _Query(*_alignment_features(seed.frames[:REFINE_MAX_FRAMES]))
+    query = alignment.Query(*alignment.frame_features(seed.frames[:REFINE_MAX_FRAMES]))
+    query_rms = seed.frames.rms_db[:REFINE_MAX_FRAMES]
     # A passage (several windows) from outside the library is first of all looked for: which recording, and
     # when, is it a copy of? How its frames line up with a candidate's tells a copy (through noise, at
     # another gain) from a lookalike, and then counts beside the window distance. A query from the library
@@ -377,7 +374,7 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate],
     # case of a one-shot among one-shots), and it needs neither its row nor its frames.
     aligning = {c.asset_id for c in candidates if looked_for or not is_whole(c)}
     assets = _assets(library, aligning) if aligning else {}
-    targets: dict[int, tuple[Frames, _Target]] = {}  # asset -> (padded frames, laid out for alignment)
+    targets: dict[int, tuple[Frames, alignment.Target]] = {}  # asset -> (padded frames, laid out for alignment)
     index = {w: i for i, w in enumerate(seed.windows)}
     refined, aligned = [], []
     for c in candidates:
@@ -391,16 +388,17 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate],
             continue
         c.asset = asset
         if c.asset_id not in targets:
-            padded = _with_silence(library.load_frames(asset), pad, params)
-            targets[c.asset_id] = padded, _Target(_alignment_features(padded)[0], query.n)
+            padded = alignment.with_silence(library.load_frames(asset), pad, params)
+            targets[c.asset_id] = padded, alignment.Target(alignment.frame_features(padded)[0], query.n)
         target, target_features = targets[c.asset_id]
         guess = pad + (0 if whole else int(round(c.start / fs)))
-        offset, cost = _climb(query, target_features, guess, radius)
+        offset, cost = alignment.climb(query, target_features, guess, radius)
         heard, origin = target, 0
         if floor is not None:
             heard_cache: dict = {}
             for start in {guess, offset}:  # the gain at the plain alignment may be the better guess
-                noisy = _climb_through_floor(seed, query, target, start, radius, floor, params, heard_cache)
+                noisy = alignment.climb_through_floor(query, query_rms, target, start, radius, floor, params,
+                                                      heard_cache)
                 if noisy[1] < cost:
                     offset, cost, heard, origin = noisy
         fit = FIT_WEIGHT * math.sqrt(cost) if looked_for else 0.0
@@ -455,153 +453,6 @@ def _score_aligned(aligned: list[tuple[_Candidate, list[Frames], list[int], floa
         at += len(rows)
         c.distance = float(np.average(np.linalg.norm(mine - seed.vectors[rows], axis=1),
                                       weights=seed.window_weights[rows])) + fit
-
-
-def _with_silence(frames: Frames, pad: int, params: AnalysisParams) -> Frames:
-    """``frames`` with ``pad`` frames of digital silence before and after: what lies outside a file is
-    nothing, so an alignment that hangs over its edge pays for the query's sound it leaves unmatched."""
-    silent_mfcc = np.full(params.n_mels, SILENCE_DB, np.float32) @ dct_matrix(params).T
-    silence = Frames(np.tile(silent_mfcc.astype(np.float16), (pad, 1)), np.full(pad, SILENCE_DB, np.float16),
-                     np.full((pad, frames.low.shape[1]), LOW_FLOOR_DB, np.float16))
-    return Frames.concat([silence, frames, silence], params.n_mfcc)
-
-
-def _climb_through_floor(seed: _SeedFeatures, query: _Query, target: Frames, guess: int, radius: int,
-                         floor: NoiseFloor, params: AnalysisParams, cache: dict) -> tuple[int, float, Frames, int]:
-    """:func:`_climb` on the candidate's frames with the query's noise floor added (at the gain between
-    them, estimated where the query is loud): a noisy excerpt compared with its original as it would sound
-    through the same noise. Returns (offset, cost, the noisy span of the target, its first frame).
-
-    The caller keeps whichever of this and the plain alignment fits better: a clean query's "floor" is
-    only its quietest frames, and adding those to the candidate would blur it for nothing.
-
-    ``cache`` (one per candidate) keeps the noisy span per (origin, gain): the passes and starts of one
-    candidate often meet the same loudest frames, hence the same gain."""
-    reach = (CLIMB_STEPS + 1) * radius + query.n
-    origin = max(0, guess - reach)
-    span = target[origin:guess + reach + query.n]
-    rms_q = seed.frames.rms_db[:REFINE_MAX_FRAMES]
-    offset = guess
-    for _ in range(2):  # a second pass with the gain at the better offset, if the first one moved
-        gain = noise_gain_db(rms_q, span.rms_db, offset - origin)
-        if (origin, gain) not in cache:
-            heard = with_noise_floor(span, floor, gain, params)
-            cache[origin, gain] = heard, _Target(_alignment_features(heard)[0], query.n)
-        heard, heard_features = cache[origin, gain]
-        moved, cost = _climb(query, heard_features, offset - origin, radius)
-        if moved + origin == offset:
-            break
-        offset = moved + origin
-    return offset, cost, heard, origin
-
-
-def _alignment_features(frames: Frames) -> tuple[np.ndarray, np.ndarray]:
-    """Frames for alignment: MFCC c1.. on one footing (level-free) and, last, the level in dB; and each
-    frame's weight, its power relative to the loudest frame: the gaps of a noisy excerpt, which the clean
-    original has as silence, then count for next to nothing."""
-    rms = frames.rms_db.astype(np.float32)
-    features = np.column_stack([frames.mfcc[:, 1:].astype(np.float32) * transform().frame_scale, rms])
-    weights = np.power(10.0, (rms - rms.max(initial=-100.0)) / 10.0) if len(rms) else rms
-    return features, weights.astype(np.float32)
-
-
-class _Query:
-    """The query's side of an alignment, worked out once per query: its alignment features [shape=(n,
-    n_mfcc)] (see :func:`_alignment_features`), their weights, and what every offset compares."""
-
-    def __init__(self, features: np.ndarray, weights: np.ndarray) -> None:
-        self.n = len(features)
-        self.weights = weights
-        self.timbre = features[:, :-1].astype(np.float64)
-        self.timbre_square = np.einsum("ij,ij->i", self.timbre, self.timbre)
-        self.level = np.maximum(features[:, -1] - features[:, -1].max(), -LEVEL_RANGE_DB)
-        self.mass = np.maximum(weights.sum(), np.float32(1e-30))  # the weight of a fully overlapping offset
-
-
-class _Target:
-    """A candidate's alignment features [shape=(n_frames, n_mfcc)] laid out for :func:`_best_offset` with a
-    query of ``n`` frames: ``n`` frames of "outside" on either side (zero timbre, NaN level, not valid),
-    so that every window it compares is a slice."""
-
-    def __init__(self, features: np.ndarray, n: int) -> None:
-        self.n_frames, self.margin = len(features), n
-        rows = len(features) + 2 * n
-        self.valid = np.zeros(rows, bool)
-        self.valid[n:n + len(features)] = True
-        self.timbre = np.zeros((rows, features.shape[1] - 1), np.float64)
-        self.timbre[n:n + len(features)] = features[:, :-1]
-        self.timbre_square = np.einsum("ij,ij->i", self.timbre, self.timbre)
-        self.level = np.full(rows, np.nan, np.float32)
-        self.level[n:n + len(features)] = features[:, -1]
-
-
-def _climb(query: _Query, target: _Target, guess: int, radius: int,
-           steps: int = CLIMB_STEPS) -> tuple[int, float]:
-    """:func:`_best_offset`, searched again from the edge while the best lies on it: the votes of a
-    sustained sound, whose windows all look alike, can place an alignment further off than one radius."""
-    best, cost = _best_offset(query, target, guess, radius)
-    for _ in range(steps):
-        if abs(best - guess) < radius:
-            break
-        guess, (best, cost) = best, _best_offset(query, target, best, radius)
-    return best, cost
-
-
-def _best_offset(query: _Query, target: _Target, guess: int, radius: int) -> tuple[int, float]:
-    """The frame offset of ``query`` in ``target`` near ``guess`` with the least power-weighted mean squared
-    difference (offsets where less than half of the query overlaps the target are not considered).
-
-    The last column is the level: compared after removing the gain that fits best at each offset (an
-    excerpt may be louder or quieter) and clipped 30 dB below the loudest frame on either side, it tells
-    apart the moments of a decaying note whose spectrum barely changes."""
-    nq, nt = query.n, target.n_frames
-    pad = nq // 2
-    lo = max(-pad, guess - radius)
-    hi = min(nt - max(1, pad), guess + radius)
-    if hi < lo or nt == 0:
-        return max(0, min(guess, nt - 1)), math.inf
-    # The target's frames lo .. hi + nq, "outside" where they fall beyond it: every offset is one window.
-    a, b = lo + target.margin, hi + nq + target.margin
-    valid = target.valid[a:b]
-    per_frame = _square_distances(target.timbre[a:b], target.timbre_square[a:b], query)  # (n_off, nq)
-    weights = query.weights
-    level_t = _windows(target.level[a:b], nq)  # NaN outside the target
-    level_t = np.maximum(level_t - np.fmax.reduce(level_t, axis=1, keepdims=True), -LEVEL_RANGE_DB)
-    gap = query.level - level_t
-    if valid.all():  # no frame outside: nothing to leave out of the sums (the usual case)
-        gain = np.sum(gap * weights, axis=1, keepdims=True) / query.mass
-        per_frame += np.square((gap - gain) / LEVEL_SCALE_DB)
-        costs = np.sum(per_frame * weights, axis=1) / query.mass
-    else:
-        overlap = _windows(valid, nq)
-        per_frame[~overlap] = np.nan
-        mass = np.maximum((weights * overlap).sum(axis=1), 1e-30)
-        gain = np.nansum(gap * weights, axis=1, keepdims=True) / mass[:, None]
-        per_frame += np.square((gap - gain) / LEVEL_SCALE_DB)
-        costs = np.where(overlap.any(axis=1), np.nansum(per_frame * weights, axis=1) / mass, np.inf)
-    best = int(np.argmin(costs))
-    return lo + best, float(costs[best])
-
-
-def _windows(a: np.ndarray, n: int) -> np.ndarray:
-    """The ``len(a) - n + 1`` windows of ``n`` consecutive elements of the contiguous 1-D ``a``, as rows of a
-    view (not to be written to). Made by the ndarray constructor, which checks the bounds: ~10x less
-    overhead than ``sliding_window_view``, and a query makes thousands of these."""
-    return np.ndarray((len(a) - n + 1, n), a.dtype, a, 0, (a.strides[0], a.strides[0]))
-
-
-def _square_distances(span: np.ndarray, span_square: np.ndarray, query: _Query) -> np.ndarray:
-    """``|span[o + j] - query[j]|²`` for every offset o of the query's timbre (nq frames) in ``span``
-    [shape=(L - nq + 1, nq)] float32, from ``span_square``, the squared norms of its rows, as
-    ``|s|² + |q|² - 2 s·q``. The cross terms are those of the frames an offset pairs, one dot product each:
-    not a matrix product of every span frame with every query frame, which for a long query is 10x the
-    work, and which BLAS spreads over threads that wait for each other on a busy machine (measured: a
-    3 s cymbal's query 7 s instead of 0.1 s)."""
-    nq, dim = query.n, span.shape[1]
-    step, item = span.strides
-    pairs = np.ndarray((len(span) - nq + 1, nq, dim), span.dtype, span, 0, (step, step, item))  # [o, j] = s[o + j]
-    out = _windows(span_square, nq) + query.timbre_square - 2.0 * np.einsum("ojk,jk->oj", pairs, query.timbre)
-    return np.maximum(out, 0.0).astype(np.float32)
 
 
 # -- several seeds ----------------------------------------------------------------------------------------

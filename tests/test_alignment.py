@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from audiosim.search import LEVEL_RANGE_DB, LEVEL_SCALE_DB, _best_offset, _Query, _square_distances, _Target
+from audiosim.alignment import LEVEL_RANGE_DB, LEVEL_SCALE_DB, Query, Target, best_offset, square_distances
 
 
 def _by_definition(span: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -36,7 +36,7 @@ def test_square_distances_equal_the_frame_by_frame_sum():
         nq, extra = int(rng.integers(1, 80)), int(rng.integers(0, 60))
         span = (rng.normal(size=(nq + extra, 19)) * 4).astype(np.float32).astype(np.float64)
         query = _features(rng, nq)
-        fast = _square_distances(span, np.einsum("ij,ij->i", span, span), _Query(query, np.ones(nq, np.float32)))
+        fast = square_distances(span, np.einsum("ij,ij->i", span, span), Query(query, np.ones(nq, np.float32)))
         slow = _by_definition(span, query[:, :-1].astype(np.float64))
         assert fast.shape == slow.shape
         np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-3)
@@ -49,7 +49,7 @@ def test_the_best_offset_is_the_least_cost_by_definition_also_over_the_edges():
         query, target = _features(rng, nq), _features(rng, nt)
         weights = np.power(10.0, (query[:, -1] - query[:, -1].max()) / 10.0).astype(np.float32)
         guess, radius = int(rng.integers(-nq, nt + nq)), int(rng.integers(1, 25))
-        offset, cost = _best_offset(_Query(query, weights), _Target(target, nq), guess, radius)
+        offset, cost = best_offset(Query(query, weights), Target(target, nq), guess, radius)
         # Offsets where at least half of the query overlaps the target, within the radius.
         pad = nq // 2
         offsets = range(max(-pad, guess - radius), min(nt - max(1, pad), guess + radius) + 1)
@@ -69,9 +69,9 @@ def test_an_excerpt_is_placed_at_its_frame_even_at_another_level_and_over_the_ed
     for at in (0, 37, 300, 480):
         query = target[at:at + 120].copy()
         query[:, -1] -= 9.0  # 9 dB quieter
-        offset, cost = _best_offset(_Query(query, weights), _Target(target, 120), at + 11, radius=25)
+        offset, cost = best_offset(Query(query, weights), Target(target, 120), at + 11, radius=25)
         assert offset == at and cost < 1e-6
     # Hanging over the end: the half that overlaps still places it.
     query = np.concatenate([target[540:], target[:60]])
-    offset, _ = _best_offset(_Query(query, weights), _Target(target, 120), 530, radius=25)
+    offset, _ = best_offset(Query(query, weights), Target(target, 120), 530, radius=25)
     assert offset == 540
