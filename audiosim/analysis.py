@@ -2,6 +2,14 @@
 
 This is what an indexing worker process runs. It touches neither the database nor the vector store;
 its result is a plain picklable object that the single writer commits.
+
+A long file is analysed in parts of ``PART_SECONDS`` (:func:`plan_parts`), so that several workers share
+it: each part decodes from ``PREROLL_SECONDS`` before its start (the resampler, the STFT windows and the
+K-weighting filter then hold what a single pass would hold there) and produces that stretch's frames and
+per-100 ms loudness sums; :func:`assemble` joins them and computes segments and embeddings over the
+joined frames. The parts depend on the file's length only, never on the number of workers, so a file
+gets the same vectors from any pool or cluster. Their frames equal a single pass's to float16 storage
+precision (the resampler's rounding differs in the last bits near where a part's stream began).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import hashlib
 import math
 import os
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,8 +28,26 @@ from audiosim.features.embedding import embed_windows, file_embedding
 from audiosim.features.mfcc import FrameBatch, Frames, MfccStream
 from audiosim.features.segments import segment_windows
 
+if TYPE_CHECKING:
+    from audiosim.audio.loudness import Loudness
+
 _FINGERPRINT_CHUNK = 1 << 16
 _CENTROID_FLOOR_DB = -60.0  # the mean spectral centroid (a filterable descriptor) ignores quieter frames
+
+PART_SECONDS = 60  # a long file is analysed in parts of this length (whole seconds: see plan_parts)
+SPLIT_FROM_SECONDS = 2 * PART_SECONDS  # shorter files are one job
+PREROLL_SECONDS = 1  # decoded before (and after) a part: far more than the filters remember (< 0.1 s)
+_SPLIT_PROBE_BYTES = SPLIT_FROM_SECONDS * 8000  # smaller files are shorter (at 64 kbit/s or more): not opened
+
+
+@dataclasses.dataclass
+class Failure:
+    """A file that could not be analysed, and why (committed as a failed asset)."""
+
+    path: str
+    error: str
+    size: int | None = None
+    mtime: float | None = None
 
 
 @dataclasses.dataclass
@@ -85,18 +112,20 @@ class _FrameCollector:
     def __init__(self, params: AnalysisParams) -> None:
         self.params = params
         self._parts: list[Frames] = []
-        self._centroid_sum = 0.0
-        self._centroid_count = 0
+        self.centroid_sum = 0.0
+        self.centroid_count = 0
 
     def add(self, batch: FrameBatch) -> None:
+        if len(batch.rms_db) == 0:
+            return
         self._parts.append(Frames.stored(batch))
         measured = batch.centroid[(batch.rms_db >= _CENTROID_FLOOR_DB) & ~np.isnan(batch.centroid)]
-        self._centroid_sum += float(measured.sum(dtype=np.float64))
-        self._centroid_count += len(measured)
+        self.centroid_sum += float(measured.sum(dtype=np.float64))
+        self.centroid_count += len(measured)
 
     @property
     def centroid(self) -> float | None:
-        return self._centroid_sum / self._centroid_count if self._centroid_count else None
+        return self.centroid_sum / self.centroid_count if self.centroid_count else None
 
     def frames(self) -> Frames:
         return Frames.concat(self._parts, self.params.n_mfcc)
@@ -107,7 +136,12 @@ def features_from_frames(frames: Frames, params: AnalysisParams
     """Segments and vectors derived from the frames *as stored* (float16), so a query that reads the
     stored frames back gets exactly the indexed vectors."""
     windows = segment_windows(frames.rms_db, params)
-    return windows, embed_windows(frames, windows, params), file_embedding(frames, params)
+    vectors = embed_windows(frames, windows, params)
+    if windows == [(0, len(frames))]:
+        # A file that is one segment (every one-shot under a second: half of a drum library) is described
+        # by the same block of frames as that segment: its vector, not computed twice.
+        return windows, vectors, vectors[0].copy()
+    return windows, vectors, file_embedding(frames, params)
 
 
 def analyze_file(path: str | os.PathLike, params: AnalysisParams) -> Analysis:
@@ -122,16 +156,17 @@ def analyze_file(path: str | os.PathLike, params: AnalysisParams) -> Analysis:
         st = os.stat(path)
         fingerprint = fingerprint_file(path, st.st_size)
         resampler = MonoResampler(info.sample_rate, params.sample_rate, info.channels)
-        meter = LoudnessMeter(info.sample_rate, info.channels, expected_frames=info.frames)
+        meter = LoudnessMeter(info.sample_rate, info.channels)
         mfcc_stream = MfccStream(params)
         collector = _FrameCollector(params)
         n_samples = 0
         for block in stream.blocks():
             n_samples += len(block)
             meter.process(block)
-            collector.add(mfcc_stream.process(resampler.process(block)))
-        collector.add(mfcc_stream.process(resampler.flush()))
-        collector.add(mfcc_stream.flush())
+            mono = resampler.process(block)
+            if len(mono):  # a short file's only block is held back until the flush
+                collector.add(mfcc_stream.process(mono))
+        collector.add(mfcc_stream.finish(resampler.flush()))
     if n_samples == 0:
         from audiosim.errors import DecodeError
 
@@ -146,6 +181,144 @@ def analyze_file(path: str | os.PathLike, params: AnalysisParams) -> Analysis:
         centroid=collector.centroid, frames=frames, windows=windows,
         segment_vectors=segment_vectors, file_vector=file_vector,
         seconds=time.perf_counter() - started,
+    )
+
+
+# -- long files, in parts ------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class FilePart:
+    """Part ``index`` of ``count`` of a long file: its samples from ``index * PART_SECONDS`` seconds on, up
+    to the next part's start (the last part: to the end). ``identity`` is the file as planned: a part
+    finds the file changed if it is not."""
+
+    path: str
+    index: int
+    count: int
+    sample_rate: int
+    frames: int
+    identity: tuple
+
+    @property
+    def start(self) -> int:
+        return self.index * PART_SECONDS * self.sample_rate
+
+    @property
+    def stop(self) -> int | None:
+        return None if self.index == self.count - 1 else self.start + PART_SECONDS * self.sample_rate
+
+
+@dataclasses.dataclass
+class PartAnalysis:
+    """What a part contributes: its frames, centroid sums and loudness; part 0 also the file's facts."""
+
+    part: FilePart
+    format: str
+    subtype: str | None
+    channels: int
+    frames: Frames
+    centroid_sum: float
+    centroid_count: int
+    loudness: Loudness
+    seconds: float
+    size: int = 0
+    mtime: float = 0.0
+    fingerprint: str = ""
+
+
+def plan_parts(path: str) -> list[FilePart] | None:
+    """The parts of a file long enough to share between workers and seekable to the sample (WAV, FLAC,
+    Ogg…), or ``None``: it is analysed whole. Cheap for short files (a ``stat``)."""
+    from audiosim.audio.decode import seekable_info
+
+    try:
+        if os.stat(path).st_size < _SPLIT_PROBE_BYTES:
+            return None
+    except OSError:
+        return None  # the job reports it
+    found = seekable_info(path)
+    if found is None:
+        return None
+    info, identity = found
+    count = info.frames // (PART_SECONDS * info.sample_rate)  # the last part takes the remainder
+    if info.frames < SPLIT_FROM_SECONDS * info.sample_rate or count < 2:
+        return None
+    return [FilePart(path, i, count, info.sample_rate, info.frames, identity) for i in range(count)]
+
+
+def _span(samples: np.ndarray, at: int, lo: int, hi: int | None) -> np.ndarray:
+    """The samples of ``[lo, hi)`` (whole-signal indices) among ``samples``, which start at index ``at``."""
+    end = len(samples) if hi is None else max(0, min(len(samples), hi - at))
+    return samples[max(0, min(end, lo - at)):end]
+
+
+def analyze_part(part: FilePart, params: AnalysisParams) -> PartAnalysis:
+    """Frames, centroid sums and loudness of one part of a long file (see the module docstring)."""
+    from audiosim.audio.decode import CHANGED, DAMAGED, MonoResampler, _error, open_audio
+    from audiosim.audio.loudness import LoudnessMeter
+
+    started = time.perf_counter()
+    rate, out_rate, hop = part.sample_rate, params.sample_rate, params.hop_length
+    start, stop = part.start, part.stop
+    read_from = max(0, start - PREROLL_SECONDS * rate)  # whole seconds: read_from * out_rate / rate is exact
+    read_to = None if stop is None else min(part.frames, stop + PREROLL_SECONDS * rate)
+    first_frame = -(-(start * out_rate // rate) // hop)  # the first frame centred at or after the start
+    last_frame = None if stop is None else -(-(stop * out_rate // rate) // hop)
+    with open_audio(part.path) as stream:
+        info = stream.info
+        if (stream.identity != part.identity or not stream.seekable or info.frames != part.frames
+                or info.sample_rate != rate):
+            raise _error(part.path, CHANGED)
+        resampler = MonoResampler(rate, out_rate, info.channels, hold_first=False)
+        meter = LoudnessMeter(rate, info.channels, start=start)
+        mfcc = MfccStream(params, start_frame=first_frame)
+        # The samples the frames first_frame … last_frame - 1 are made of.
+        need_to = None if last_frame is None else (last_frame - 1) * hop + params.n_fft // 2
+        collector = _FrameCollector(params)
+        at, resampled_at = read_from, read_from * out_rate // rate
+        for block in stream.blocks(start=read_from, stop=read_to):
+            meter.warm_up(_span(block, at, read_from, start))
+            meter.process(_span(block, at, start, stop))
+            at += len(block)
+            mono = resampler.process(block)
+            collector.add(mfcc.process(_span(mono, resampled_at, mfcc.first_sample, need_to)))
+            resampled_at += len(mono)
+        if stop is None:
+            collector.add(mfcc.finish(_span(resampler.flush(), resampled_at, mfcc.first_sample, None)))
+        elif mfcc.next_frame != last_frame or at < stop:
+            raise _error(part.path, DAMAGED, f"part {part.index + 1} of {part.count} ended early")
+    result = PartAnalysis(part, info.format, info.subtype, info.channels, collector.frames(),
+                          collector.centroid_sum, collector.centroid_count, meter.measurement(), 0.0)
+    if part.index == 0:
+        st = os.stat(part.path)
+        result.size, result.mtime = st.st_size, st.st_mtime
+        result.fingerprint = fingerprint_file(part.path, st.st_size)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def assemble(parts: list[PartAnalysis], params: AnalysisParams) -> Analysis:
+    """A long file's analysis from all its parts, in order: joined frames and loudness, then segments and
+    embeddings computed over the joined frames (as :func:`analyze_file` computes them). The parts give
+    up their frames to the joined ones."""
+    from audiosim.audio.loudness import Loudness
+
+    head, part = parts[0], parts[0].part
+    if [p.part.index for p in parts] != list(range(part.count)):
+        raise ValueError(f"parts {[p.part.index for p in parts]} of {part.count}")
+    frames = Frames.concat([p.frames for p in parts], params.n_mfcc)
+    for p in parts:  # the joined copy replaces them (a 2 h file's frames are 19 MB)
+        p.frames = None
+    loudness = Loudness.join([p.loudness for p in parts])
+    centroid_count = sum(p.centroid_count for p in parts)
+    windows, segment_vectors, file_vector = features_from_frames(frames, params)
+    return Analysis(
+        path=part.path, size=head.size, mtime=head.mtime, fingerprint=head.fingerprint,
+        format=head.format, subtype=head.subtype, sample_rate=part.sample_rate, channels=head.channels,
+        duration=loudness.end / part.sample_rate,
+        avg_loudness=_finite_or_none(loudness.integrated()), peak_db=_finite_or_none(loudness.peak_db),
+        centroid=sum(p.centroid_sum for p in parts) / centroid_count if centroid_count else None,
+        frames=frames, windows=windows, segment_vectors=segment_vectors, file_vector=file_vector,
+        seconds=sum(p.seconds for p in parts),
     )
 
 

@@ -175,7 +175,7 @@ def _emit(args, document, human) -> None:
 
 # -- index ------------------------------------------------------------------------------------------------
 def cmd_index(args) -> int:
-    from audiosim.indexer import index_paths
+    from audiosim.indexer import head_start, index_paths
     from audiosim.tasks import TqdmState
 
     if args.workers is not None and args.workers < 1:
@@ -193,11 +193,15 @@ def cmd_index(args) -> int:
         print("\naudiosim: cancelling after the files in progress (Ctrl-C again to abort)", file=sys.stderr)
 
     signal.signal(signal.SIGINT, cancel)
+    # A library about to be created: its workers start on the files while it is being created.
+    head = None if args.cluster else head_start(args.library, args.db, args.paths, workers=args.workers)
     try:
         with _open(args, writable=True) as library:
             report = index_paths(library, args.paths, workers=args.workers, state=state,
-                                     cluster=args.cluster)
+                                 cluster=args.cluster, head_start=head)
     finally:
+        if head is not None:
+            head.close()  # a no-op once index_paths has taken the workers over and closed them
         state.close()
         signal.signal(signal.SIGINT, previous)
     for failure in report.failed:

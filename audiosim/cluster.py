@@ -26,9 +26,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from audiosim.analysis import Analysis
 from audiosim.errors import AudiosimError
-from audiosim.library.writer import Failure
 
 # Tasks in flight per worker thread: enough to keep every worker busy while results travel back, few
 # enough that the indexing process's memory does not grow with the number of files (backpressure).
@@ -127,7 +125,7 @@ def _maybe_kill_self(path: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def analyze_chunk_on_worker(jobs: list) -> tuple[list[tuple[str, Analysis | None, Failure | None]], float]:
+def analyze_chunk_on_worker(jobs: list) -> tuple[list[tuple], float]:
     """The cluster task: the local pool's jobs, with one BLAS thread as there (so the same vectors).
 
     Returns the per-file results and the seconds they took, from which the pool sizes later chunks."""
@@ -171,10 +169,11 @@ class _AnalysisWorkerSetup(_WorkerPlugin):
                 pass
         import audiosim.audio.decode  # noqa: F401
         import audiosim.audio.loudness  # noqa: F401
-        import audiosim.indexer  # noqa: F401
         from audiosim.features.mfcc import _filters
+        from audiosim.indexer import keep_freed_memory
 
         _filters(self.params)
+        keep_freed_memory()
 
 
 def _start_method(params) -> str:
@@ -235,14 +234,16 @@ class _ClusterPool:
         """Tasks pending at most: ``IN_FLIGHT_PER_WORKER`` per worker thread the scheduler knows now."""
         return IN_FLIGHT_PER_WORKER * self.workers
 
-    def imap(self, jobs: list) -> Iterator[tuple[str, Analysis | None, Failure | None]]:
-        """Per-file results in the order they finish.
+    def imap(self, jobs: list) -> Iterator[tuple]:
+        """Per-job results ``(job, analysis, failure)`` in the order they finish, as ``indexer._Pool.imap``.
 
         Files go out in chunks sized so a task takes about ``TARGET_TASK_SECONDS`` (a task costs the
         scheduler a few milliseconds whatever it does, which would dominate short files), with at most
         ``IN_FLIGHT_PER_WORKER`` × workers tasks pending. A chunk whose worker died twice is split and its
         files retried one per task, so only the file that kills workers is recorded as failed."""
         from distributed import KilledWorker, as_completed
+
+        from audiosim.indexer import job_failure
 
         todo = collections.deque(jobs)
         alone: collections.deque = collections.deque()  # files of a chunk that killed its workers
@@ -285,9 +286,9 @@ class _ClusterPool:
                     alone.extend(chunk)
                     results = []
                 else:
-                    results = [_failure(chunk[0].path, WORKER_DIED)]
+                    results = [job_failure(chunk[0], WORKER_DIED)]
             except Exception as exc:  # noqa: BLE001 - a task that failed on the cluster fails its files
-                results = [_failure(job.path, f"cluster task failed: {type(exc).__name__}: {exc}")
+                results = [job_failure(job, f"cluster task failed: {type(exc).__name__}: {exc}")
                            for job in chunk]
             else:
                 per_file = max(seconds / len(chunk), 1e-4)
@@ -308,15 +309,6 @@ class _ClusterPool:
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
-
-
-def _failure(path: str, error: str) -> tuple[str, None, Failure]:
-    try:
-        st = os.stat(path)
-        size, mtime = st.st_size, st.st_mtime
-    except OSError:  # the indexing process may not see the file either
-        size = mtime = None
-    return path, None, Failure(path, error, size, mtime)
 
 
 def _task_key(chunk: list) -> str:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 ANALYSIS_VERSION = 2  # what the frames hold (2: the low-frequency profile)
-EMBEDDING_VERSION = 2  # how vectors are made from the frames (2: audiosim.features.embedding)
+EMBEDDING_VERSION = 3  # how vectors are made from the frames (3: learned networks beside the linear map)
 
 AUDIO_EXTENSIONS = frozenset({
     ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc", ".mp3", ".mp2",

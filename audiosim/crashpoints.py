@@ -10,8 +10,9 @@ Steps (in the order a first ``audiosim index`` reaches them):
 creating transaction), ``schema-meta-written`` (same transaction, before its commit), ``schema-committed``,
 ``migration-backup-written``, ``migration-columns-added`` (inside the migrating transaction),
 ``meta-updated`` (inside :meth:`audiosim.library.db.Library.transaction` before its commit),
-``index-scan-begun``, ``index-batch-committed`` (DB committed, vector stores not yet saved),
-``index-stores-saved``; in ``verify --repair``: ``repair-vectors-reconciled``.
+``index-scan-begun``, ``index-part-analysed`` (a part of a long file is in, the file is not complete),
+``index-batch-committed`` (DB committed, vector stores not yet saved), ``index-stores-saved``; in
+``verify --repair``: ``repair-vectors-reconciled``.
 """
 
 from __future__ import annotations

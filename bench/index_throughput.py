@@ -1,6 +1,7 @@
 """Indexing throughput and memory: ``audiosim index`` against a naive librosa loop, on the same files in one run.
 
     .venv/bin/python bench/index_throughput.py [--quick] [--runs 3] [--workers 2] [--keep DIR] [--json]
+        [--compare ROOT]
 
 Scenarios (``--quick`` sizes in brackets), all generated with ``tests.corpus``:
 
@@ -10,12 +11,16 @@ Scenarios (``--quick`` sizes in brackets), all generated with ``tests.corpus``:
   2 h [12 min]: peak memory should be about the same if indexing streams, whatever the length;
 * ``real``      the folder given by ``--real`` (real recordings at their own rates and formats).
 
-For each scenario and tool, a whole process is timed (imports included), ``--runs`` times; the table shows the
-median wall time, the realtime factor (audio seconds / wall seconds), the peak RSS of the largest process
-(``/usr/bin/time -f %M``, i.e. ``ru_maxrss``, which covers waited-for grandchildren) and the peak of the
-summed PSS of the process tree (sampled from ``/proc/PID/smaps_rollup`` every 50 ms, so workers count
-together and pages they share count once; the largest of the runs is shown). The machine's load average is
-printed too: other work on it skews the wall times. audiosim runs as
+For each scenario, each tool's whole process is timed (imports included) in turn, round after round
+(``--runs`` rounds: naive, audiosim, naive, audiosim, ...), so a change in the machine's load hits both; the
+table shows the median wall time, the realtime factor (audio seconds / wall seconds), the CPU seconds of the
+process tree (user + system of it and every process it waited for: steadier than wall time on a shared
+machine), the peak RSS of the largest process (``/usr/bin/time -f %M``, i.e. ``ru_maxrss``, which covers
+waited-for grandchildren) and the peak of the summed PSS of the process tree (sampled from
+``/proc/PID/smaps_rollup`` every 50 ms, so workers count together and pages they share count once; the
+largest of the runs is shown). Ratios are the medians of the per-round ratios. The machine's load average is
+printed too: other work on it skews the wall times. ``--compare ROOT`` adds a third tool, audiosim from
+another checkout (``PYTHONPATH=ROOT``), to measure a change side by side. audiosim runs as
 
     python -m audiosim --library FRESH_LIB index FOLDER --workers N
 
@@ -54,6 +59,7 @@ class Run:
     max_rss_mb: float  # largest single process
     tree_pss_mb: float  # largest sampled sum of PSS over the process tree
     returncode: int
+    cpu: float = 0.0  # user + system seconds of the process and every process it waited for
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -102,7 +108,7 @@ def _tree_pss(pid: int) -> int:
     return total
 
 
-def measure(cmd: list[str], *, log: Path, env: dict[str, str]) -> Run:
+def measure(cmd: list[str], *, log: Path, env: dict[str, str], cwd: Path = ROOT) -> Run:
     """Run ``cmd`` to completion in a fresh child; wall time, peak RSS of its largest process, peak tree PSS.
 
     A child's ``ru_maxrss`` starts at the RSS of the process that forked it (Linux keeps the high-water mark
@@ -114,7 +120,7 @@ def measure(cmd: list[str], *, log: Path, env: dict[str, str]) -> Run:
     full = [timer, "-f", "%M", "-o", str(rss_file), *cmd] if timer else cmd
     with open(log, "wb") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(full, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(full, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
         peak = 0
         done = threading.Event()
 
@@ -136,7 +142,7 @@ def measure(cmd: list[str], *, log: Path, env: dict[str, str]) -> Run:
         lines = rss_file.read_text().split()
         max_rss_kb = int(lines[-1]) if lines and lines[-1].isdigit() else 0
         rss_file.unlink()
-    return Run(wall, max_rss_kb / 1024, peak / 2**20, proc.returncode)
+    return Run(wall, max_rss_kb / 1024, peak / 2**20, proc.returncode, usage.ru_utime + usage.ru_stime)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -201,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="generate audio (reused if the sizes match) and logs here")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     parser.add_argument("--python", default=sys.executable, help="interpreter for both tools")
+    parser.add_argument("--compare", type=Path, metavar="ROOT",
+                        help="also run audiosim from this checkout (another version), in the same rounds")
+    parser.add_argument("--no-naive", action="store_true", help="leave the naive loop out (with --compare)")
     args = parser.parse_args(argv)
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
 
@@ -220,15 +229,24 @@ def main(argv: list[str] | None = None) -> int:
             return measure([args.python, str(ROOT / "bench" / "naive_mfcc.py"), str(folder)],
                            log=logs / f"naive-{tag}.log", env=env)
 
-        def audiosim(folder: Path, tag: str) -> Run:
-            library = work / "libs" / tag
-            shutil.rmtree(library, ignore_errors=True)
-            run = measure([args.python, "-m", "audiosim", "--library", str(library), "index", str(folder),
-                           "--workers", str(args.workers)], log=logs / f"audiosim-{tag}.log", env=env)
-            shutil.rmtree(library, ignore_errors=True)
-            return run
+        def audiosim_from(root: Path, name: str):
+            tool_env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
 
-        tools = {"naive": naive, "audiosim": audiosim}
+            def audiosim(folder: Path, tag: str) -> Run:
+                library = work / "libs" / f"{name}-{tag}"
+                shutil.rmtree(library, ignore_errors=True)
+                run = measure([args.python, "-m", "audiosim", "--library", str(library), "index", str(folder),
+                               "--workers", str(args.workers)], log=logs / f"{name}-{tag}.log", env=tool_env,
+                              cwd=root)  # python -m puts the working folder first on sys.path
+                shutil.rmtree(library, ignore_errors=True)
+                return run
+
+            return audiosim
+
+        tools = {} if args.no_naive else {"naive": naive}
+        tools["audiosim"] = audiosim_from(ROOT, "audiosim")
+        if args.compare is not None:
+            tools["compared"] = audiosim_from(args.compare.resolve(), "compared")
         for name, tool in tools.items():  # warm numba's cache and the page cache
             if tool(folders["warmup"], "warmup").returncode not in (0, 3):
                 sys.exit(f"{name} failed on the warm-up folder; see {logs}/{name}-warmup.log")
@@ -238,21 +256,28 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in scenarios:
             folder = folders[scenario]
             entry: dict = {"files": len(_audio_files(folder)), "audio_seconds": audio_seconds(folder)}
-            for name, tool in tools.items():
-                runs = []
-                for i in range(args.runs):
+            runs: dict[str, list[Run]] = {name: [] for name in tools}
+            for i in range(args.runs):  # in turn, so that load changes hit every tool alike
+                for name, tool in tools.items():
                     print(f"{scenario}: {name} run {i + 1}/{args.runs}", file=sys.stderr)
                     run = tool(folder, f"{scenario}-{i}")
                     if run.returncode not in (0, 3):
                         print(f"  exit code {run.returncode}; see {logs}/{name}-{scenario}-{i}.log", file=sys.stderr)
-                    runs.append(run)
-                entry[name] = summarise(runs, entry["audio_seconds"])
-            entry["naive_over_audiosim"] = entry["naive"]["wall"] / entry["audiosim"]["wall"]
+                    runs[name].append(run)
+            for name in tools:
+                entry[name] = summarise(runs[name], entry["audio_seconds"])
+            if "naive" in runs:
+                entry["naive_over_audiosim"] = _median_ratio(runs["naive"], runs["audiosim"], "wall")
+                entry["naive_over_audiosim_cpu"] = _median_ratio(runs["naive"], runs["audiosim"], "cpu")
+            if "compared" in runs:
+                entry["compared_over_audiosim"] = _median_ratio(runs["compared"], runs["audiosim"], "wall")
+                entry["compared_over_audiosim_cpu"] = _median_ratio(runs["compared"], runs["audiosim"], "cpu")
             results[scenario] = entry
         if not args.keep:
             shutil.rmtree(work / "libs", ignore_errors=True)
 
     report = {"quick": args.quick, "runs": args.runs, "workers": args.workers, "cpus": os.cpu_count(),
+              "compare": str(args.compare) if args.compare else None,
               "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()],
               "scenarios": results}
     if "long10" in results and "long60" in results:
@@ -270,11 +295,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _median_ratio(a: list[Run], b: list[Run], field: str) -> float:
+    """Median over rounds of a's figure / b's figure in the same round."""
+    return statistics.median(getattr(x, field) / max(getattr(y, field), 1e-9) for x, y in zip(a, b))
+
+
 def summarise(runs: list[Run], seconds: float) -> dict:
     wall = statistics.median(r.wall for r in runs)
     return {
         "wall": wall,
         "walls": [round(r.wall, 3) for r in runs],
+        "cpu": statistics.median(r.cpu for r in runs),
         "realtime": seconds / wall,
         "max_rss_mb": max(r.max_rss_mb for r in runs),
         "tree_pss_mb": max(r.tree_pss_mb for r in runs),
@@ -289,21 +320,29 @@ def print_table(report: dict) -> None:
           f"audiosim --workers {report['workers']}, {report['cpus']} CPUs, load average "
           f"{report['load_before'][0]:.1f} before / {report['load_after'][0]:.1f} after")
     header = (f"{'scenario':<10}{'files':>6}{'audio s':>9}  {'tool':<9}{'wall s':>8}{'x realtime':>11}"
-              f"{'max RSS MB':>11}{'tree PSS MB':>12}")
+              f"{'CPU s':>8}{'max RSS MB':>11}{'tree PSS MB':>12}")
     print(header)
     print("-" * len(header))
     for scenario, entry in report["scenarios"].items():
-        for i, name in enumerate(("naive", "audiosim")):
+        names = [n for n in ("naive", "audiosim", "compared") if n in entry]
+        for i, name in enumerate(names):
             r = entry[name]
             lead = f"{scenario:<10}{entry['files']:>6}{entry['audio_seconds']:>9.0f}" if i == 0 else " " * 25
             failed = f"  ({r['failed_runs']} runs failed)" if r["failed_runs"] else ""
             if r.get("runs_with_failed_files"):
                 failed += f"  ({r['runs_with_failed_files']} runs with failed files)"
-            print(f"{lead}  {name:<9}{r['wall']:>8.2f}{r['realtime']:>11.1f}{r['max_rss_mb']:>11.0f}"
+            print(f"{lead}  {name:<9}{r['wall']:>8.2f}{r['realtime']:>11.1f}{r['cpu']:>8.2f}{r['max_rss_mb']:>11.0f}"
                   f"{r['tree_pss_mb']:>12.0f}{failed}")
     print()
+    if report.get("compare"):
+        print(f"compared = audiosim from {report['compare']}")
     for scenario, entry in report["scenarios"].items():
-        print(f"{scenario}: naive / audiosim wall time = {entry['naive_over_audiosim']:.2f}x")
+        if "naive_over_audiosim" in entry:
+            print(f"{scenario}: naive / audiosim wall time = {entry['naive_over_audiosim']:.2f}x "
+                  f"(CPU {entry['naive_over_audiosim_cpu']:.2f}x)")
+        if "compared_over_audiosim" in entry:
+            print(f"{scenario}: compared / audiosim wall time = {entry['compared_over_audiosim']:.2f}x "
+                  f"(CPU {entry['compared_over_audiosim_cpu']:.2f}x)")
     if "memory_long60_over_long10" in report:
         long10, long60 = report["scenarios"]["long10"], report["scenarios"]["long60"]
         for name, ratio in report["memory_long60_over_long10"].items():

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -38,6 +39,7 @@ DEBIAN_PACKAGES = ("fluidsynth", "timidity", "sonic-pi-samples", "avldrums.lv2-s
 
 SF2 = Path("/usr/share/sounds/sf2")
 SONIC_PI = Path("/usr/share/sonic-pi/samples")
+HYDROGEN_KITS = Path("/usr/share/hydrogen/data/drumkits")  # hydrogen-drumkits: training data only
 FREEPATS_CFG = Path("/etc/timidity/freepats.cfg")
 RATE = 44100
 
@@ -106,6 +108,15 @@ SONIC_PI_DRUMS: dict[str, tuple[str, ...]] = {
     "tom": ("drum_tom_hi_hard", "drum_tom_hi_soft", "drum_tom_mid_hard", "drum_tom_mid_soft", "drum_tom_lo_hard",
             "drum_tom_lo_soft"),
 }
+
+# Hydrogen kit instruments: class <- name pattern, first match wins; names matching the exclusion are other
+# instruments (or articulations a listener would not file under the class).
+_HYDROGEN_RULES = (("rimshot", r"\bstick\b|rim ?click|side ?stick"), ("clap", r"clap"),
+                   ("kick", r"kick|bass ?drum|\bbd\b"), ("snare", r"snare|redo"), ("hat", r"hat|\bo?hh\b"),
+                   ("tom", r"\btom"), ("cymbal", r"crash|ride|splash|china|cymbal"))
+_HYDROGEN_EXCLUDE = r"roll|bell|choke|swish|flink|tamb|agogo|shaker|conga|clave|whistle|zap|fx|free"
+_HYDROGEN_SKIPPED_KITS = {"The Black Pearl 1.0",  # the AVL Black Pearl's recordings: held out
+                          "Gimme A Hand 1.0", "belofilms_GuitarStrums", "circAfrique v4"}  # no drum kit
 
 # GM instrument families: family -> programs, and the pitches that suit them.
 INSTRUMENT_FAMILIES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -321,6 +332,69 @@ def _sonic_pi_drums(root: Path) -> dict[Path, Label]:
                 shutil.copyfile(src, dst)
                 files[dst] = Label(cls, "sonicpi", "sonicpi/pack")
     return files
+
+
+def hydrogen_label(instrument: str) -> str | None:
+    """The drum class a listener gives a Hydrogen kit instrument from its name, or None for anything else
+    (cowbells, shakers, rolls, chokes, bells, effects …)."""
+    name = instrument.lower()
+    if re.search(_HYDROGEN_EXCLUDE, name):
+        return None
+    for cls, pattern in _HYDROGEN_RULES:
+        if re.search(pattern, name):
+            return cls
+    return None
+
+
+def make_hydrogen_corpus(root: Path, *, layers: int = 3) -> dict[Path, Label]:
+    """Real drum one-shots from the Hydrogen drum kits Debian ships, as ``root/hydrogen/<kit>/<class>/…``.
+
+    Each kit's instruments are labelled from their names (:func:`hydrogen_label`); of an instrument's
+    velocity layers the softest, the middle and the hardest are kept (``layers``). Kits that share
+    recordings are one source (the three "Millo" kits); "The Black Pearl" is left out: its recordings are
+    the AVL Black Pearl kit's, a held-out source of the evaluation."""
+    root = Path(root)
+    key = {"what": "hydrogen", "layers": layers, "version": 1}
+    cached = _cached(root, key)
+    if cached is not None:
+        return cached
+    files: dict[Path, Label] = {}
+    for kit_dir in sorted(HYDROGEN_KITS.glob("*/drumkit.xml")):
+        kit = kit_dir.parent.name
+        if kit in _HYDROGEN_SKIPPED_KITS:
+            continue
+        source = "h:millo" if kit.lower().startswith("millo") else f"h:{kit}"
+        for instrument, samples in _hydrogen_instruments(kit_dir):
+            cls = hydrogen_label(instrument)
+            if cls is None:
+                continue
+            picks = sorted({samples[0], samples[len(samples) // 2], samples[-1]}, key=samples.index)[:layers]
+            for sample in picks:
+                slug = re.sub(r"[^a-z0-9]+", "-", instrument.lower()).strip("-")
+                dst = root / "hydrogen" / re.sub(r"\W+", "_", kit) / cls / f"{slug}_{sample.name}"
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(sample, dst)
+                files[dst] = Label(cls, source, f"hydrogen/{kit}")
+    if files:
+        _save_manifest(root, key, files)
+    return files
+
+
+def _hydrogen_instruments(drumkit_xml: Path) -> list[tuple[str, list[Path]]]:
+    """``(instrument name, [sample files, softest layer first])`` of a Hydrogen ``drumkit.xml`` (both the
+    layered format and the older one with a single file per instrument)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(drumkit_xml).getroot()
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    out = []
+    for inst in root.iter(f"{ns}instrument"):
+        names = [layer.findtext(f"{ns}filename") for layer in inst.iter(f"{ns}layer")]
+        names = names or [inst.findtext(f"{ns}filename")]
+        samples = [drumkit_xml.parent / n for n in names if n and (drumkit_xml.parent / n).is_file()]
+        if samples:
+            out.append((inst.findtext(f"{ns}name") or "", samples))
+    return out
 
 
 def make_instrument_corpus(root: Path, *, sources: Sequence[str] | None = None,

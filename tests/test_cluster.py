@@ -71,6 +71,27 @@ def test_cluster_gives_the_same_vectors_and_failures_as_the_local_pool(tmp_path,
     assert run_cli("--json", "verify", library=tmp_path / "cluster").json == {"ok": True, "problems": []}
 
 
+def test_a_long_file_split_across_cluster_workers_gets_the_pools_vectors(tmp_path, small_corpus):
+    """A long file's parts are jobs like any file: on the cluster they are analysed by several workers and
+    joined in the indexing process, with the local pool's vectors bit for bit."""
+    from audiosim.analysis import PART_SECONDS, plan_parts
+    from tests.corpus import make_long_file
+
+    folder = tmp_path / "sounds"
+    folder.mkdir()
+    long_file = make_long_file(folder / "long.wav", 2 * PART_SECONDS + 5, seed=3, sample_rate=16000, channels=1)
+    assert len(plan_parts(str(long_file))) == 2
+    for shot in sorted(small_corpus.glob("shot_*.wav"))[:4]:
+        os.link(shot, folder / shot.name)
+    local = _index(tmp_path / "local", folder, workers=2)
+    on_cluster = _index(tmp_path / "cluster", folder, cluster="local:2")
+    assert on_cluster.indexed == local.indexed == 5 and not on_cluster.failed
+    expected = _segments_by_path(tmp_path / "local")
+    assert len(expected[str(long_file)]) > 2 * PART_SECONDS
+    assert _segments_by_path(tmp_path / "cluster") == expected  # bit for bit
+    assert run_cli("--json", "verify", library=tmp_path / "cluster").json == {"ok": True, "problems": []}
+
+
 def test_a_worker_killed_once_has_its_file_retried(tmp_path, small_corpus, monkeypatch):
     victim = sorted(p.name for p in small_corpus.rglob("*.wav") if p.name != "broken.wav")[3]
     marker = tmp_path / "worker-killed"

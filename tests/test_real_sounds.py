@@ -15,8 +15,9 @@ from tests.real_sounds import make_drum_corpus, make_real_mix, missing_packages
 pytestmark = pytest.mark.skipif(bool(missing_packages()),
                                 reason=f"Debian packages missing: {' '.join(missing_packages())}")
 
-# Queries come from held-out sources only (bench/tune_embedding.py fits the embedding on FluidR3/MuseScore
-# and GM6); the library also holds three FluidR3 kits, so that every class has neighbours in other kits.
+# Queries come from held-out sources only (bench/tune_embedding.py fits the embedding on FluidR3/MuseScore,
+# GM6 and the Hydrogen kits); the library also holds three FluidR3 kits, so that every class has neighbours
+# in other kits.
 HELD_OUT_DRUMS = ("blackpearl", "redzeppelin", "freepats", "sonicpi")
 HELD_OUT = ("avl", "freepats", "sonicpi")
 
@@ -41,9 +42,10 @@ def test_cross_kit_ranking_beats_the_mfcc_baseline_by_far(held_out):
         real_eval.nearest_results(real_eval.baseline_vectors(sorted(labels)), sorted(labels),
                                   queries), labels)
     assert len(queries) >= 200
-    assert ours >= 0.70, (ours, per_class)
-    assert ours - baseline >= 0.15, (ours, baseline)
-    assert min(per_class.values()) >= 0.30, per_class  # no class left behind
+    # Measured 0.835 (baseline 0.503; rimshot, the weakest class, 0.48) with embedding version 3.
+    assert ours >= 0.80, (ours, per_class)
+    assert ours - baseline >= 0.25, (ours, baseline)
+    assert min(per_class.values()) >= 0.35, per_class  # no class left behind
 
 
 def test_segment_level_ranking_holds_too(held_out):
@@ -51,7 +53,7 @@ def test_segment_level_ranking_holds_too(held_out):
     queries = sorted(p for p, (_, source) in labels.items() if source in HELD_OUT)[::2]
     ours, per_class = real_eval.cross_source_precision(
         real_eval.query_each(library, queries, level="segment"), labels)
-    assert ours >= 0.65, (ours, per_class)
+    assert ours >= 0.75, (ours, per_class)  # measured 0.80
 
 
 def test_noisy_relevelled_excerpts_of_a_real_mix_are_found_at_the_right_time(held_out, tmp_path):

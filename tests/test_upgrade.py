@@ -67,8 +67,10 @@ def _strip_low_profile(library) -> None:
 
 
 def test_new_embedding_is_rederived_from_stored_frames_without_the_audio(tmp_path):
+    from audiosim.config import EMBEDDING_VERSION
+
     paths, fresh, lib = _indexed_twice(tmp_path)
-    _pretend_older(lib, embedding=1)
+    _pretend_older(lib, embedding=EMBEDDING_VERSION - 1)
     refused = run_cli("query", paths[0], library=lib)
     assert refused.code == 1 and "audiosim upgrade" in refused.stderr and "Traceback" not in refused.stderr
     shutil.move(tmp_path / "audio", tmp_path / "away")  # proof that nothing is decoded

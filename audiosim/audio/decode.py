@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BLOCK_FRAMES", "RESAMPLE_QUALITY", "AudioInfo", "AudioStream", "MonoResampler", "decode_mono",
-    "open_audio", "sniff_audio",
+    "open_audio", "seekable_info", "sniff_audio",
 ]
 
 DEFAULT_BLOCK_FRAMES = 262144
@@ -126,18 +126,22 @@ class AudioStream:
 
     info: AudioInfo
 
+    seekable = False  # :meth:`blocks` can start anywhere, sample-exactly
+
     def __init__(self, info: AudioInfo, st: os.stat_result) -> None:
         self.info = info
         self.frames_read = 0
-        self._identity = _identity(st)
+        self.identity = _identity(st)
         self._started = False
         self._closed = False
 
-    def blocks(self, block_frames: int = DEFAULT_BLOCK_FRAMES) -> Iterator[np.ndarray]:
+    def blocks(self, block_frames: int = DEFAULT_BLOCK_FRAMES, *, start: int = 0,
+               stop: int | None = None) -> Iterator[np.ndarray]:
         """Yield the samples as float32 arrays ``[shape=(n, channels)]`` at the native rate, ``n ≤ block_frames``.
 
         Non-finite samples are replaced by 0. Can be iterated once. Raises :class:`DecodeError` if
         the file changes under us, the decoder fails mid-way, or no frame at all could be decoded.
+        ``start`` and ``stop`` (need :attr:`seekable`) read the frames ``[start, stop)`` only.
         """
         if block_frames < 1:
             raise ValueError(f"block_frames must be positive, got {block_frames}")
@@ -145,10 +149,12 @@ class AudioStream:
             raise ValueError("I/O operation on a closed AudioStream")
         if self._started:
             raise RuntimeError("AudioStream.blocks() can only be iterated once")
+        if (start or stop is not None) and not self.seekable:
+            raise ValueError(f"a {self.info.format} stream is read front to back")
         self._started = True
-        return self._blocks(block_frames)
+        return self._blocks(block_frames, start, stop)
 
-    def _blocks(self, block_frames: int) -> Iterator[np.ndarray]:
+    def _blocks(self, block_frames: int, start: int, stop: int | None) -> Iterator[np.ndarray]:
         raise NotImplementedError
 
     def _check_unchanged(self) -> None:
@@ -159,7 +165,7 @@ class AudioStream:
             raise _error(path, DELETED) from None
         except OSError:
             raise _error(path, CHANGED) from None
-        if _identity(st) != self._identity:
+        if _identity(st) != self.identity:
             raise _error(path, CHANGED)
 
     def close(self) -> None:
@@ -188,6 +194,12 @@ _INTEGER_READS = {
 }
 
 
+# Containers in which libsndfile seeks to the exact sample (PCM by arithmetic; FLAC and Ogg by their seek
+# tables and granule positions, checked against a front-to-back read). MP3 is left out: a VBR file without
+# a Xing header has an estimated length.
+_EXACT_SEEK = frozenset({"WAV", "WAVEX", "RF64", "W64", "AIFF", "AU", "CAF", "FLAC", "OGG"})
+
+
 class _SoundfileStream(AudioStream):
     def __init__(self, path: str, file: sf.SoundFile, st: os.stat_result) -> None:
         frames = file.frames if 0 <= file.frames < 2**62 else None
@@ -198,16 +210,26 @@ class _SoundfileStream(AudioStream):
         )
         super().__init__(info, st)
         self._file = file
+        self.seekable = frames is not None and file.format in _EXACT_SEEK and file.seekable()
 
-    def _blocks(self, block_frames: int) -> Iterator[np.ndarray]:
+    def _blocks(self, block_frames: int, start: int, stop: int | None) -> Iterator[np.ndarray]:
         f, path, expected = self._file, self.info.path, self.info.frames
         dtype, scale = _INTEGER_READS.get(self.info.subtype or "", ("float32", None))
+        if stop is not None:
+            expected = stop if expected is None else min(expected, stop)
+        if start:
+            try:
+                f.seek(start)
+            except (sf.SoundFileError, RuntimeError) as exc:
+                raise _error(path, DAMAGED, _libsndfile_detail(exc)) from None
+        expected = None if expected is None else expected - start
         # soundfile never reads past ``frames``; stopping there saves a read and a stat per short file.
         while expected is None or self.frames_read < expected:
             if self._closed:
                 raise ValueError("I/O operation on a closed AudioStream")
+            want = block_frames if expected is None else min(block_frames, expected - self.frames_read)
             try:
-                raw = f.read(block_frames, dtype=dtype, always_2d=True)
+                raw = f.read(want, dtype=dtype, always_2d=True)
             except (sf.SoundFileError, RuntimeError) as exc:
                 self._check_unchanged()  # a file cut short under us says so, not "damaged"
                 raise _error(path, DAMAGED, _libsndfile_detail(exc)) from None
@@ -411,7 +433,7 @@ class _FfmpegStream(AudioStream):
             raise _error(self._path, DAMAGED, detail)
         raise _error(self._path, f"{NOT_AUDIO} (unrecognised data)", detail)
 
-    def _blocks(self, block_frames: int) -> Iterator[np.ndarray]:
+    def _blocks(self, block_frames: int, start: int, stop: int | None) -> Iterator[np.ndarray]:
         frame_bytes = 4 * self.info.channels
         while True:
             if self._closed:
@@ -465,6 +487,18 @@ def open_audio(path: str | os.PathLike) -> AudioStream:
 _HEADER_ONLY_BYTES = 4096  # a file this small that libsndfile finds empty is not worth an ffmpeg run
 
 
+def seekable_info(path: str | os.PathLike) -> tuple[AudioInfo, tuple] | None:
+    """``(info, identity)`` of a file libsndfile reads with exact seeks (see :attr:`AudioStream.seekable`),
+    else ``None``; never starts ffmpeg, never raises. ``identity`` changes when the file does."""
+    path = os.fsdecode(os.fspath(path))
+    try:
+        st = _stat_for_open(path)
+        with _SoundfileStream(path, sf.SoundFile(os.fsencode(path)), st) as stream:
+            return (stream.info, stream.identity) if stream.seekable else None
+    except (DecodeError, sf.SoundFileError, RuntimeError, TypeError, ValueError, OSError):
+        return None
+
+
 def _open_with_ffmpeg(path: str, st: os.stat_result, libsndfile_error: BaseException | None) -> AudioStream:
     try:
         head = read_head(path)
@@ -498,16 +532,20 @@ class MonoResampler:
 
     The first block is held back until a second one arrives: a file that fits in one block (every short
     one-shot) is then resampled in one ``soxr.resample`` call at :meth:`flush`, without setting up a
-    stream. When the rates are equal the downmixed block passes through (it may share memory with the
-    input).
+    stream. With ``hold_first=False`` output starts with the first block (a part of a long file, which is
+    never flushed). When the rates are equal the downmixed block passes through (it may share memory with
+    the input).
     """
 
-    def __init__(self, in_rate: int, out_rate: int, channels: int) -> None:
+    def __init__(self, in_rate: int, out_rate: int, channels: int, *, hold_first: bool = True) -> None:
         if in_rate < 1 or out_rate < 1 or channels < 1:
             raise ValueError(f"rates and channels must be positive, got {in_rate}, {out_rate}, {channels}")
         self.in_rate, self.out_rate, self.channels = int(in_rate), int(out_rate), int(channels)
         self._weights = np.full(channels, 1.0 / channels, dtype=np.float32)
         self._stream: soxr.ResampleStream | None = None
+        if not hold_first:
+            self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float32",
+                                               quality=RESAMPLE_QUALITY)
         self._pending: np.ndarray | None = None
         self._finished = False
 

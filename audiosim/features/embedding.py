@@ -13,11 +13,17 @@ A block is described by what distinguishes real one-shots and notes from one ano
 * **low end** — the nine 20–320 Hz bands of :mod:`audiosim.features.mfcc` over the same 7 spans.
 
 Everything is relative to the block's own peak, and frames more than 60 dB below it are ignored, so a
-sound played louder, or over a little noise, is still the same sound. Each number is then standardised,
-each group weighted, and the whole mapped by a linear transform learned on labelled *real* recordings
-(within-class covariance normalisation, then PCA to 128 dimensions): ``vector = (raw - MU) @ A``. The
-constants are frozen in ``embedding_v2.npz`` (made by ``bench/tune_embedding.py``), so a vector never
-changes as the library grows.
+sound played louder, or over a little noise, is still the same sound.
+
+The 284 numbers are standardised and then mapped by constants learned on labelled *real* recordings
+(drum one-shots of 4 GM SoundFonts' kits and 13 Hydrogen kits, GM instrument notes; each also in
+augmented takes: another tuning, EQ, room and noise floor). Three small neural networks (284 → 512 →
+128, ReLU), trained to tell drum classes and instrument families apart, give what tells sounds apart
+(each last hidden layer, made unit-length); a linear map (group weights, within-class covariance
+normalisation, PCA) keeps the rest of what the descriptors say, so sounds of no trained class stay apart
+too; the parts side by side are projected to 128 dimensions. The constants are frozen in
+``embedding_v3.npz`` (made by ``bench/tune_embedding.py``), so a vector never changes as the library
+grows, and the same function embeds a segment window and a whole file.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import numpy as np
 from audiosim.config import AnalysisParams
 from audiosim.features.mfcc import N_LOW_BANDS, Frames, dct_matrix
 
-CONSTANTS_FILE = "embedding_v2.npz"
+CONSTANTS_FILE = "embedding_v3.npz"
 ACTIVE_RANGE_DB = 60.0  # frames further below the block's peak are not part of the sound
 ENV_OFFSETS = (1, 2, 4, 8, 16, 32, 64)
 ENV_FLOOR_DB = -40.0
@@ -212,29 +218,71 @@ def raw_file_descriptor(frames: Frames, params: AnalysisParams) -> np.ndarray:
 # -- the learned map ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Transform:
-    """``vector = (raw - mu) @ matrix``; ``frame_scale`` puts MFCC c1.. on one footing for alignment."""
+    """The learned map from raw descriptors to a vector, frozen as constants.
+
+    ``z = (raw - mu) / sigma``; each of the small ``networks`` (ReLU layers ``h = max(h @ W + b, 0)``) maps
+    ``z`` to a unit-length vector of what tells sound classes apart; ``z @ linear`` is the linear part
+    (group weights, within-class covariance normalisation, PCA); the parts side by side, centred, are
+    projected to ``dim`` numbers: ``vector = ([unit(net(z)) …, z @ linear] - centre) @ projection``.
+    ``frame_scale`` puts MFCC c1.. on one footing for frame alignment (``audiosim.search``).
+    """
 
     mu: np.ndarray
-    matrix: np.ndarray
+    sigma: np.ndarray
+    networks: tuple[tuple[tuple[np.ndarray, np.ndarray], ...], ...]
+    linear: np.ndarray
+    centre: np.ndarray
+    projection: np.ndarray
     frame_scale: np.ndarray
 
     @property
     def dim(self) -> int:
-        return self.matrix.shape[1]
+        return self.projection.shape[1]
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
-        return ((raw - self.mu) @ self.matrix).astype(np.float32)
+        """[shape=(B, raw_dim)] → [shape=(B, dim)] float32."""
+        z = (raw - self.mu) / self.sigma
+        parts = []
+        for layers in self.networks:
+            h = z
+            for weights, bias in layers:
+                h = np.maximum(h @ weights + bias, 0.0)
+            parts.append(h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-12))
+        parts.append(z @ self.linear)
+        return ((np.concatenate(parts, axis=1) - self.centre) @ self.projection).astype(np.float32)
 
     def save(self, path) -> None:
-        np.savez(path, mu=self.mu, matrix=self.matrix, frame_scale=self.frame_scale)
+        """Network weights in float32 (half the size; the vectors move by ~1e-7 of their length)."""
+        layers = {f"net{i}_{j}_{part}": value.astype(np.float32) for i, net in enumerate(self.networks)
+                  for j, layer in enumerate(net) for part, value in zip(("w", "b"), layer)}
+        np.savez_compressed(path, mu=self.mu, sigma=self.sigma, linear=self.linear, centre=self.centre,
+                 projection=self.projection, frame_scale=self.frame_scale, **layers)
+
+    @classmethod
+    def load(cls, file) -> Transform:
+        data = dict(np.load(file))
+        networks = []
+        while f"net{len(networks)}_0_w" in data:
+            i, net = len(networks), []
+            while f"net{i}_{len(net)}_w" in data:
+                j = len(net)
+                net.append((data[f"net{i}_{j}_w"].astype(np.float64), data[f"net{i}_{j}_b"].astype(np.float64)))
+            networks.append(tuple(net))
+        return cls(data["mu"].astype(np.float64), data["sigma"].astype(np.float64), tuple(networks),
+                   data["linear"].astype(np.float64), data["centre"].astype(np.float64),
+                   data["projection"].astype(np.float64), data["frame_scale"].astype(np.float32))
+
+    @classmethod
+    def identity(cls, n_raw: int, n_mfcc: int) -> Transform:
+        """The raw descriptors themselves (what a fit starts from)."""
+        return cls(np.zeros(n_raw), np.ones(n_raw), (), np.eye(n_raw), np.zeros(n_raw), np.eye(n_raw),
+                   np.ones(n_mfcc - 1, np.float32))
 
 
 @lru_cache(maxsize=1)
 def transform() -> Transform:
     with resources.files("audiosim.features").joinpath(CONSTANTS_FILE).open("rb") as f:
-        data = np.load(f)
-        return Transform(data["mu"].astype(np.float64), data["matrix"].astype(np.float64),
-                         data["frame_scale"].astype(np.float32))
+        return Transform.load(f)
 
 
 def embedding_dim(params: AnalysisParams) -> int:

@@ -142,8 +142,9 @@ def mel_basis(params: AnalysisParams) -> np.ndarray:
     return basis
 
 
-def frames_from_signal(frames: np.ndarray, params: AnalysisParams) -> FrameBatch:
-    """Features of already-framed audio, [shape=(n_frames, n_fft)]."""
+def frames_from_signal(frames: np.ndarray, params: AnalysisParams, *, first: int = 0) -> FrameBatch:
+    """Features of already-framed audio, [shape=(n_frames, n_fft)]; ``first`` is the index of the first frame
+    in its file (the centroid is measured on every 4th frame of the file, whatever the batches)."""
     window, mel_t, dct_t, freqs, low_sum, first_bin = _filters(params)
     if len(frames) == 0:
         return FrameBatch.concat([], params.n_mfcc)
@@ -151,9 +152,10 @@ def frames_from_signal(frames: np.ndarray, params: AnalysisParams) -> FrameBatch
     magnitude = np.abs(spectrum)
     # The centroid only feeds a per-file mean: every 4th frame is plenty and saves a quarter of the work.
     centroid = np.full(len(frames), np.nan, np.float32)
-    sample = magnitude[::4]
+    phase = -first % 4
+    sample = magnitude[phase::4]
     total = sample.sum(axis=1)
-    centroid[::4] = np.where(total > 1e-8, (sample @ freqs) / np.maximum(total, 1e-8), 0.0)
+    centroid[phase::4] = np.where(total > 1e-8, (sample @ freqs) / np.maximum(total, 1e-8), 0.0)
     power = np.multiply(magnitude, magnitude, out=magnitude)
     # Parseval: the windowed frame's mean square, corrected for the Hann window's mean square (3/8).
     edges = power[:, 0] + power[:, -1]
@@ -171,13 +173,24 @@ class MfccStream:
     """Feed mono blocks at the analysis rate; get frames whose n-th is centred at ``n * hop / sr``.
 
     Produces exactly ``1 + n_samples // hop`` frames in total, like ``librosa.stft(center=True)``.
+
+    A stream may start at frame ``start_frame`` of a longer signal (a part of a long file analysed apart): it is
+    then fed from sample :attr:`first_sample` on, the first sample that frame's window covers. Samples
+    before the signal's start are the centring pad (zeros).
     """
 
-    def __init__(self, params: AnalysisParams) -> None:
+    def __init__(self, params: AnalysisParams, *, start_frame: int = 0) -> None:
         self.params = params
-        self._pending = np.zeros(params.n_fft // 2, dtype=np.float32)  # the centring pad
-        self._samples = 0
-        self._frames_out = 0
+        first = start_frame * params.hop_length - params.n_fft // 2
+        self.first_sample = max(0, first)
+        self._pending = np.zeros(max(0, -first), dtype=np.float32)  # the centring pad
+        self._samples = self.first_sample  # index of the next sample in the whole signal
+        self._frames_out = start_frame
+
+    @property
+    def next_frame(self) -> int:
+        """Index of the next frame to be produced."""
+        return self._frames_out
 
     def process(self, mono: np.ndarray) -> FrameBatch:
         self._samples += len(mono)
@@ -185,7 +198,13 @@ class MfccStream:
         return self._emit(final=False)
 
     def flush(self) -> FrameBatch:
-        self._pending = np.concatenate([self._pending, np.zeros(self.params.n_fft // 2, np.float32)])
+        return self.finish(np.zeros(0, np.float32))
+
+    def finish(self, mono: np.ndarray) -> FrameBatch:
+        """:meth:`process` of the last samples and :meth:`flush` in one batch (a short file: one FFT call)."""
+        self._samples += len(mono)
+        pad = np.zeros(self.params.n_fft // 2, np.float32)
+        self._pending = np.concatenate([self._pending, mono.astype(np.float32, copy=False), pad])
         return self._emit(final=True)
 
     def _emit(self, *, final: bool) -> FrameBatch:
@@ -197,7 +216,7 @@ class MfccStream:
         if available <= 0:
             return FrameBatch.concat([], self.params.n_mfcc)
         framed = np.lib.stride_tricks.sliding_window_view(self._pending, n_fft)[::hop][:available]
-        batch = frames_from_signal(framed, self.params)
+        batch = frames_from_signal(framed, self.params, first=self._frames_out)
         self._pending = self._pending[available * hop:].copy()
         self._frames_out += available
         return batch
