@@ -9,6 +9,7 @@ are refined on the stored MFCC frames to a frame (≈ 23 ms) before being scored
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from collections import defaultdict
@@ -16,12 +17,12 @@ from collections import defaultdict
 import numpy as np
 from sqlalchemy import select
 
+from audiosim import alignment
 from audiosim.config import AnalysisParams
 from audiosim.errors import QueryError
-from audiosim.features.embedding import embed_windows, file_embedding, transform
-from audiosim.features.mfcc import LOW_FLOOR_DB, Frames, dct_matrix
-from audiosim.features.noise import NoiseFloor, noise_floor, with_noise_floor, without_noise_floor
-from audiosim.features.noise import gain_db as noise_gain_db
+from audiosim.features.embedding import embed_windows, file_embedding
+from audiosim.features.mfcc import Frames
+from audiosim.features.noise import NoiseFloor, noise_floor, without_noise_floor
 from audiosim.features.segments import segment_windows
 from audiosim.library.db import Library
 from audiosim.library.models import STATUS_INDEXED, Asset, Segment
@@ -31,11 +32,7 @@ CANDIDATES_PER_WINDOW = 64
 VOTE_STEPS = 4  # query windows per stored hop, when voting for alignments
 REFINE_MAX_FRAMES = 430  # ≈ 10 s of frames are plenty to place an excerpt to a frame
 NEGATIVE_WEIGHT = 2.0
-LEVEL_RANGE_DB = 30.0  # alignment compares levels down to this far below the loudest frame
 FIT_WEIGHT = 2.0  # a refined alignment's score: window distance + this × the RMS frame misfit
-SILENCE_DB = -100.0  # the analysis floor: the level of a frame of digital silence
-CLIMB_STEPS = 4  # how many radii an alignment may move from its votes
-LEVEL_SCALE_DB = 6.0  # a level difference of this much costs as much as one standard unit of timbre
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +70,13 @@ class _SeedFeatures:
     windows: list[tuple[int, int]]
     vectors: np.ndarray  # window embeddings
     window_weights: np.ndarray  # how much each window counts in an alignment's score (see _window_weights)
-    file_vector: np.ndarray | None
     duration: float
+    params: AnalysisParams
+
+    @functools.cached_property
+    def file_vector(self) -> np.ndarray | None:
+        """The region's file-level embedding (only a query at file level needs it)."""
+        return file_embedding(self.frames, self.params)
 
 
 @dataclasses.dataclass
@@ -85,6 +87,8 @@ class _Candidate:
     segment_id: int | None
     end: float | None = None
     asset: Asset | None = None  # its row, when already read (saves reading it again for the hits)
+    asset_duration: float = 0.0  # what the refinement needs of its asset (from the segment table)
+    asset_segments: int = 0
 
 
 def search(library: Library, seeds: list[Seed], *, k: int = 50, level: str = "segment",
@@ -121,12 +125,15 @@ def _seed_features(library: Library, seed: Seed) -> _SeedFeatures:
     asset = library.asset_by_path(path)
     if seed.start is not None and seed.end is not None and seed.end <= seed.start:
         raise QueryError(f"empty region: --end ({seed.end}) must be after --start ({seed.start})")
+    whole_asset = None
     if asset is not None and asset.status == STATUS_INDEXED and _unchanged(asset, path):
         stored = library.load_frames(asset)
         duration = float(asset.duration or 0.0)
         i0, i1 = _frame_range(len(stored), seed, params, duration)
         frames = stored[i0:i1]
         asset_id = asset.id
+        if i0 == 0 and i1 == len(stored):
+            whole_asset = asset
     else:
         if not os.path.exists(path):
             raise QueryError(f"not found: {seed.path}")
@@ -147,8 +154,29 @@ def _seed_features(library: Library, seed: Seed) -> _SeedFeatures:
     windows = segment_windows(frames.rms_db, params)
     if not windows:
         raise QueryError(f"nothing to search with: {seed.path} is silent in that region")
-    return _SeedFeatures(seed, asset_id, frames, windows, embed_windows(frames, windows, params),
-                         _window_weights(frames, windows), file_embedding(frames, params), region_duration)
+    vectors = _stored_vectors(library, whole_asset, windows) if whole_asset is not None else None
+    if vectors is None:
+        vectors = embed_windows(frames, windows, params)
+    return _SeedFeatures(seed, asset_id, frames, windows, vectors, _window_weights(frames, windows),
+                         region_duration, params)
+
+
+def _stored_vectors(library: Library, asset: Asset, windows: list[tuple[int, int]]) -> np.ndarray | None:
+    """The segment vectors stored for ``asset`` if they are those of ``windows`` (its whole stored frames'
+    windows), else None. The indexer embeds the frames as stored (``analysis.features_from_frames``), so
+    they are the very vectors that embedding its stored frames again would give, without the work."""
+    from audiosim.analysis import window_times
+
+    with library.Session() as s:
+        rows = s.execute(select(Segment.start, Segment.end, Segment.embedding)
+                         .where(Segment.asset_id == asset.id).order_by(Segment.start)).all()
+    times = window_times(windows, float(asset.duration or 0.0), library.params)
+    if [(r.start, r.end) for r in rows] != times:
+        return None
+    vectors = np.frombuffer(b"".join(r.embedding for r in rows), np.float32)
+    if len(vectors) != len(rows) * library.dim:
+        return None
+    return vectors.reshape(len(rows), library.dim).copy()
 
 
 def _window_weights(frames: Frames, windows: list[tuple[int, int]]) -> np.ndarray:
@@ -200,16 +228,16 @@ def _allowed_segment_ids(library: Library, assets: set[int] | None) -> np.ndarra
 def _sequence_candidates(library: Library, seed: _SeedFeatures, k: int, allowed: set[int] | None,
                          excluded: set[int]) -> list[_Candidate]:
     params = library.params
-    fs = params.frame_seconds
     windows = _vote_windows(seed.frames, params)
     pick = np.unique(np.linspace(0, len(windows) - 1, min(len(windows), MAX_QUERY_WINDOWS)).round().astype(int))
     windows = [windows[i] for i in pick]
-    vectors = embed_windows(seed.frames, windows, params)
-    weights = _window_weights(seed.frames, windows)
+    if windows == seed.windows:  # a one-shot is one window: its vectors are at hand
+        vectors, weights = seed.vectors, seed.window_weights
+    else:
+        vectors, weights = embed_windows(seed.frames, windows, params), _window_weights(seed.frames, windows)
     shares = weights / weights.sum()  # each window's share of an alignment's score
     store = library.store("segments")
     n_per_window = max(CANDIDATES_PER_WINDOW, 4 * k) if len(windows) > 1 else 4 * k + 16
-    n_windows = len(windows)
     floor = noise_floor(seed.frames, params)
     # A query from outside also searches as if it had no noise: its quiet parts are then like the
     # original's. A seed from the library is a stored recording, whose copy in the store has the very same
@@ -219,27 +247,8 @@ def _sequence_candidates(library: Library, seed: _SeedFeatures, k: int, allowed:
         vectors = np.concatenate([vectors, embed_windows(without_noise_floor(seed.frames, floor, params),
                                                          windows, params)])
     distances, ids = store.search(vectors, n_per_window, allow_ids=_allowed_segment_ids(library, allowed))
-    segs = _segment_rows(library, np.unique(ids[ids >= 0]))
-    votes: dict[int, list[tuple[float, int, float, int]]] = defaultdict(list)  # asset -> (T, window, d, seg)
-    for row in range(len(vectors)):
-        w = row % n_windows
-        offset = windows[w][0] * fs
-        for d, sid in zip(distances[row], ids[row]):
-            if sid < 0 or sid not in segs:
-                continue
-            asset_id, t0, _t1 = segs[sid]
-            if asset_id in excluded:
-                continue
-            votes[asset_id].append((t0 - offset, w, float(d), int(sid)))
-    # A window with no vote for an alignment counts as its worst retrieved distance.
-    miss = np.array([row[np.isfinite(row)].max() if np.isfinite(row).any() else 1e3 for row in distances])
-    miss = miss.reshape(-1, n_windows).max(axis=0)
-    tolerance = params.segment_hop_seconds * 0.75
-    candidates = []
-    for asset_id, asset_votes in votes.items():
-        candidates += _alignments(asset_id, asset_votes, miss, shares, tolerance, seed.duration)
-    candidates.sort(key=lambda c: c.distance)
-    candidates = candidates[: 3 * k + 10]
+    offsets = np.array([w[0] * params.frame_seconds for w in windows])
+    candidates = _alignments(library, distances, ids, offsets, shares, excluded, seed.duration, 3 * k + 10)
     return _refine(library, seed, candidates, floor)
 
 
@@ -250,31 +259,94 @@ def _vote_windows(frames: Frames, params: AnalysisParams) -> list[tuple[int, int
     return segment_windows(frames.rms_db, dense) or segment_windows(frames.rms_db, params)
 
 
-def _alignments(asset_id: int, votes: list, miss: np.ndarray, shares: np.ndarray, tolerance: float,
-                span: float) -> list[_Candidate]:
-    """Group one asset's votes into alignments; score each over all query windows (``shares``: each
-    window's weight, summing to 1)."""
-    votes.sort()
-    times = np.array([v[0] for v in votes])
-    window = np.array([v[1] for v in votes])
-    dist = np.array([v[2] for v in votes])
-    segment = np.array([v[3] for v in votes])
-    found: list[_Candidate] = []
-    anchors = np.unique(times)
-    starts = np.searchsorted(times, anchors - tolerance)
-    stops = np.searchsorted(times, anchors + tolerance + 1e-9)
-    medians = (times[(starts + stops - 1) // 2] + times[(starts + stops) // 2]) / 2.0  # times are sorted
-    for lo, hi, median in zip(starts.tolist(), stops.tolist(), medians.tolist()):
-        best = miss.copy()
-        np.minimum.at(best, window[lo:hi], dist[lo:hi])
-        nearest = lo + int(np.argmin(dist[lo:hi]))
-        found.append(_Candidate(asset_id, median, float(best @ shares), int(segment[nearest])))
-    found.sort(key=lambda c: c.distance)
-    kept: list[_Candidate] = []
-    for c in found:  # distinct alignments only
-        if all(abs(c.start - o.start) > max(tolerance, span / 2) for o in kept):
-            kept.append(c)
-    return kept
+def _alignments(library: Library, distances: np.ndarray, ids: np.ndarray, offsets: np.ndarray,
+                shares: np.ndarray, excluded: set[int], span: float, limit: int) -> list[_Candidate]:
+    """The store's hits for each query window (row ``r`` is window ``r % len(offsets)``, which starts
+    ``offsets`` seconds into the query) vote for alignments (asset, start of the query in it); every
+    distinct alignment is scored over all windows (``shares``: each window's weight, summing to 1), a
+    window without a vote for it counting as its worst retrieved distance. The best ``limit``, best first.
+
+    One asset's votes within ``tolerance`` of each other are one alignment, placed at their median time;
+    of the alignments of one asset, those nearer than ``max(tolerance, span / 2)`` to a better one are
+    dropped. Ties keep the order of the hits (by window, then by distance), so the result does not depend
+    on how the work is split: it is done for all assets at once, in arrays."""
+    params = library.params
+    n_windows = len(offsets)
+    tolerance = params.segment_hop_seconds * 0.75
+    # A window with no vote for an alignment counts as its worst retrieved distance.
+    finite = np.isfinite(distances)
+    worst = np.where(finite, distances, -np.inf).max(axis=1, initial=-np.inf)
+    miss = np.where(finite.any(axis=1), worst, 1e3).astype(distances.dtype if finite.any(axis=1).all()
+                                                          else np.float64)
+    miss = miss.reshape(-1, n_windows).max(axis=0)
+
+    flat_ids = ids.reshape(-1)
+    rows = library.segment_rows(flat_ids[flat_ids >= 0])
+    found, where = rows.find(flat_ids)
+    order = np.flatnonzero(found & (flat_ids >= 0))  # hits in the store's order: row by row, nearest first
+    if excluded:
+        excluded_ids = np.fromiter(excluded, np.int64, len(excluded))
+        order = order[~np.isin(rows.asset_ids[where[order]], excluded_ids)]
+    if len(order) == 0:
+        return []
+    window = (order // ids.shape[1]) % n_windows
+    row = where[order]
+    asset = rows.asset_ids[row]
+    time = rows.starts[row] - offsets[window]
+    dist = distances.reshape(-1)[order].astype(np.float64)
+    segment = flat_ids[order]
+    # Assets are numbered in the order of their first hit; each asset's votes sorted by (time, window,
+    # distance, segment).
+    assets, first, asset_rank = np.unique(asset, return_index=True, return_inverse=True)
+    by_first = np.argsort(first, kind="stable")
+    rank_of = np.empty(len(assets), np.int64)
+    rank_of[by_first] = np.arange(len(assets))
+    group, asset_of_group = rank_of[asset_rank], assets[by_first]
+    by = np.lexsort((segment, dist, window, time, group))
+    group, time, window, dist, segment, row = group[by], time[by], window[by], dist[by], segment[by], row[by]
+
+    # Alignments: each asset's distinct vote times. The votes within tolerance of one are found by binary
+    # search on (asset, rank of the time among all distinct times): exact integers, so "time >= t" is
+    # decided on the very floats it would be decided on asset by asset.
+    values = np.unique(time)
+    stride = len(values) + 1
+    key = group * stride + np.searchsorted(values, time)
+    anchor = np.flatnonzero(np.concatenate(([True], (np.diff(group) != 0) | (np.diff(time) != 0))))
+    anchor_group, anchor_time, anchor_row = group[anchor], time[anchor], row[anchor]
+    lo = np.searchsorted(key, anchor_group * stride + np.searchsorted(values, anchor_time - tolerance))
+    hi = np.searchsorted(key, anchor_group * stride + np.searchsorted(values, anchor_time + tolerance + 1e-9))
+    median = (time[(lo + hi - 1) // 2] + time[(lo + hi) // 2]) / 2.0
+    # Each alignment's best distance per window (the miss where it has none), and its nearest vote.
+    counts = hi - lo
+    which = np.repeat(np.arange(len(anchor)), counts)
+    vote = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(lo, counts)
+    best = np.tile(miss, (len(anchor), 1))
+    np.minimum.at(best.reshape(-1), which * n_windows + window[vote], dist[vote])  # 1-D: numpy's fast path
+    score = best @ shares
+    starts = np.cumsum(counts) - counts
+    least = np.minimum.reduceat(dist[vote], starts)
+    at_least = np.flatnonzero(dist[vote] == least[which])
+    nearest = segment[vote[at_least[np.searchsorted(at_least, starts)]]]
+
+    # Best first (ties: by asset, then by time); of one asset's alignments only the distinct ones. An
+    # alignment is only compared with better ones of its asset, so the first `limit` are final.
+    ranked = np.lexsort((np.arange(len(anchor)), anchor_group, score))
+    gap = max(tolerance, span / 2)
+    kept: dict[int, list[float]] = defaultdict(list)
+    chosen: list[int] = []
+    groups, medians = anchor_group.tolist(), median.tolist()
+    for i in ranked.tolist():
+        others = kept[groups[i]]
+        if all(abs(medians[i] - o) > gap for o in others):
+            others.append(medians[i])
+            chosen.append(i)
+            if len(chosen) == limit:
+                break
+    chosen_rows = anchor_row[chosen]
+    return [_Candidate(a, t, d, s, asset_duration=duration, asset_segments=n) for a, t, d, s, duration, n in
+            zip(asset_of_group[anchor_group[chosen]].tolist(), median[chosen].tolist(), score[chosen].tolist(),
+                nearest[chosen].tolist(), rows.asset_durations[chosen_rows].tolist(),
+                rows.asset_segments[chosen_rows].tolist())]
 
 
 def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate],
@@ -284,7 +356,8 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate],
     params = library.params
     fs = params.frame_seconds
     radius = params.frames_per_segment_hop + 2
-    query, weights = _alignment_features(seed.frames[:REFINE_MAX_FRAMES])
+    query = alignment.Query(*alignment.frame_features(seed.frames[:REFINE_MAX_FRAMES]))
+    query_rms = seed.frames.rms_db[:REFINE_MAX_FRAMES]
     # A passage (several windows) from outside the library is first of all looked for: which recording, and
     # when, is it a copy of? How its frames line up with a candidate's tells a copy (through noise, at
     # another gain) from a lookalike, and then counts beside the window distance. A query from the library
@@ -292,164 +365,94 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate],
     # different recordings never line up, so the misfit would only add noise to that ranking (measured on
     # real held-out sounds: segment-level precision 0.71 -> 0.61 for instrument notes with it).
     looked_for = len(seed.windows) > 1 and seed.asset_id is None
-    pad = len(query) // 2  # silence around each asset: an alignment may hang over its start or end by this
-    targets: dict[int, tuple[Frames, np.ndarray]] = {}  # asset -> (padded frames, alignment features)
-    assets = _assets(library, {c.asset_id for c in candidates})
+    pad = query.n // 2  # silence around each asset: an alignment may hang over its start or end by this
+
+    def is_whole(c: _Candidate) -> bool:  # an asset no longer than the query: the match is the asset itself
+        return c.asset_segments <= 1 and c.asset_duration <= seed.duration + params.segment_hop_seconds
+
+    # Without the misfit, a whole asset's score is its vote: aligning it would change nothing (the usual
+    # case of a one-shot among one-shots), and it needs neither its row nor its frames.
+    aligning = {c.asset_id for c in candidates if looked_for or not is_whole(c)}
+    assets = _assets(library, aligning) if aligning else {}
+    targets: dict[int, tuple[Frames, alignment.Target]] = {}  # asset -> (padded frames, laid out for alignment)
     index = {w: i for i, w in enumerate(seed.windows)}
-    refined = []
+    refined, aligned = [], []
     for c in candidates:
+        duration, whole = c.asset_duration, is_whole(c)
+        if whole and not looked_for:
+            c.start, c.end = 0.0, duration
+            refined.append(c)
+            continue
         asset = assets.get(c.asset_id)
         if asset is None:
             continue
         c.asset = asset
-        duration = float(asset.duration or 0.0)
         if c.asset_id not in targets:
-            padded = _with_silence(library.load_frames(asset), pad, params)
-            targets[c.asset_id] = padded, _alignment_features(padded)[0]
+            padded = alignment.with_silence(library.load_frames(asset), pad, params)
+            targets[c.asset_id] = padded, alignment.Target(alignment.frame_features(padded)[0], query.n)
         target, target_features = targets[c.asset_id]
-        whole = asset.n_segments <= 1 and duration <= seed.duration + params.segment_hop_seconds
         guess = pad + (0 if whole else int(round(c.start / fs)))
-        offset, cost = _climb(query, weights, target_features, guess, radius)
+        offset, cost = alignment.climb(query, target_features, guess, radius)
         heard, origin = target, 0
         if floor is not None:
             heard_cache: dict = {}
             for start in {guess, offset}:  # the gain at the plain alignment may be the better guess
-                noisy = _climb_through_floor(seed, query, weights, target, start, radius, floor, params,
-                                             heard_cache)
+                noisy = alignment.climb_through_floor(query, query_rms, target, start, radius, floor, params,
+                                                      heard_cache)
                 if noisy[1] < cost:
                     offset, cost, heard, origin = noisy
+        fit = FIT_WEIGHT * math.sqrt(cost) if looked_for else 0.0
         if whole:  # the match is the asset itself
             c.start, c.end = 0.0, duration
         else:
             begin = offset - pad  # the query's first frame, in the asset's frames
-            inside = len(target) - 2 * pad
-            own = [w for w in seed.windows if w[0] + begin >= 0 and w[1] + begin <= inside]
-            if own:
-                shifted = [(s + offset - origin, e + offset - origin) for s, e in own]
-                vectors = embed_windows(heard, shifted, params)
-                rows = [index[w] for w in own]
-                c.distance = float(np.average(np.linalg.norm(vectors - seed.vectors[rows], axis=1),
-                                              weights=seed.window_weights[rows]))
+            # The seed's windows that fall on the asset and on what was heard of it (a noisy span is cut
+            # around the alignment; a window past its end was once an IndexError).
+            first, last = max(pad, origin), min(len(target) - pad, origin + len(heard))
+            own = [w for w in seed.windows if w[0] + offset >= first and w[1] + offset <= last]
             c.start = max(0.0, begin * fs)
             c.end = min(duration, c.start + len(seed.frames) * fs)
-        if looked_for:
-            c.distance += FIT_WEIGHT * math.sqrt(cost)
+            if own:  # scored on the aligned windows, below
+                aligned.append((c, [heard[s + offset - origin:e + offset - origin] for s, e in own],
+                                [index[w] for w in own], fit))
+                refined.append(c)
+                continue
+        c.distance += fit
         refined.append(c)
+    _score_aligned(aligned, seed, params)
     return refined
 
 
-def _with_silence(frames: Frames, pad: int, params: AnalysisParams) -> Frames:
-    """``frames`` with ``pad`` frames of digital silence before and after: what lies outside a file is
-    nothing, so an alignment that hangs over its edge pays for the query's sound it leaves unmatched."""
-    silent_mfcc = np.full(params.n_mels, SILENCE_DB, np.float32) @ dct_matrix(params).T
-    silence = Frames(np.tile(silent_mfcc.astype(np.float16), (pad, 1)), np.full(pad, SILENCE_DB, np.float16),
-                     np.full((pad, frames.low.shape[1]), LOW_FLOOR_DB, np.float16))
-    return Frames.concat([silence, frames, silence], params.n_mfcc)
+def _score_aligned(aligned: list[tuple[_Candidate, list[Frames], list[int], float]], seed: _SeedFeatures,
+                   params: AnalysisParams) -> None:
+    """Score each refined alignment ``(candidate, its frames under the seed's windows, which windows, misfit
+    to add)`` by the weighted mean distance of those windows to the seed's; all windows embedded in one
+    batch (one at a time, the embedding's fixed cost was most of it).
 
-
-def _climb_through_floor(seed: _SeedFeatures, query: np.ndarray, weights: np.ndarray, target: Frames,
-                         guess: int, radius: int, floor: NoiseFloor, params: AnalysisParams,
-                         cache: dict) -> tuple[int, float, Frames, int]:
-    """:func:`_climb` on the candidate's frames with the query's noise floor added (at the gain between
-    them, estimated where the query is loud): a noisy excerpt compared with its original as it would sound
-    through the same noise. Returns (offset, cost, the noisy span of the target, its first frame).
-
-    The caller keeps whichever of this and the plain alignment fits better: a clean query's "floor" is
-    only its quietest frames, and adding those to the candidate would blur it for nothing.
-
-    ``cache`` (one per candidate) keeps the noisy span per (origin, gain): the passes and starts of one
-    candidate often meet the same loudest frames, hence the same gain."""
-    reach = (CLIMB_STEPS + 1) * radius + len(query)
-    origin = max(0, guess - reach)
-    span = target[origin:guess + reach + len(query)]
-    rms_q = seed.frames.rms_db[:REFINE_MAX_FRAMES]
-    offset = guess
-    for _ in range(2):  # a second pass with the gain at the better offset, if the first one moved
-        gain = noise_gain_db(rms_q, span.rms_db, offset - origin)
-        if (origin, gain) not in cache:
-            heard = with_noise_floor(span, floor, gain, params)
-            cache[origin, gain] = heard, _alignment_features(heard)[0]
-        heard, heard_features = cache[origin, gain]
-        moved, cost = _climb(query, weights, heard_features, offset - origin, radius)
-        if moved + origin == offset:
-            break
-        offset = moved + origin
-    return offset, cost, heard, origin
-
-
-def _alignment_features(frames: Frames) -> tuple[np.ndarray, np.ndarray]:
-    """Frames for alignment: MFCC c1.. on one footing (level-free) and, last, the level in dB; and each
-    frame's weight, its power relative to the loudest frame: the gaps of a noisy excerpt, which the clean
-    original has as silence, then count for next to nothing."""
-    rms = frames.rms_db.astype(np.float32)
-    features = np.column_stack([frames.mfcc[:, 1:].astype(np.float32) * transform().frame_scale, rms])
-    weights = np.power(10.0, (rms - rms.max(initial=-100.0)) / 10.0) if len(rms) else rms
-    return features, weights.astype(np.float32)
-
-
-def _climb(query: np.ndarray, weights: np.ndarray, target: np.ndarray, guess: int, radius: int,
-           steps: int = CLIMB_STEPS) -> tuple[int, float]:
-    """:func:`_best_offset`, searched again from the edge while the best lies on it: the votes of a
-    sustained sound, whose windows all look alike, can place an alignment further off than one radius."""
-    best, cost = _best_offset(query, weights, target, guess, radius)
-    for _ in range(steps):
-        if abs(best - guess) < radius:
-            break
-        guess, (best, cost) = best, _best_offset(query, weights, target, best, radius)
-    return best, cost
-
-
-def _best_offset(query: np.ndarray, weights: np.ndarray, target: np.ndarray, guess: int,
-                 radius: int) -> tuple[int, float]:
-    """The frame offset of ``query`` in ``target`` near ``guess`` with the least power-weighted mean squared
-    difference (offsets where less than half of the query overlaps the target are not considered).
-
-    The last column is the level: compared after removing the gain that fits best at each offset (an
-    excerpt may be louder or quieter) and clipped 30 dB below the loudest frame on either side, it tells
-    apart the moments of a decaying note whose spectrum barely changes."""
-    nq, nt = len(query), len(target)
-    pad = nq // 2
-    lo = max(-pad, guess - radius)
-    hi = min(nt - max(1, pad), guess + radius)
-    if hi < lo or nt == 0:
-        return max(0, min(guess, nt - 1)), math.inf
-    # The target's frames lo .. hi + nq, NaN where they fall outside it, so that every candidate offset is
-    # one sliding window; NaN marks "no overlap".
-    span = np.full((hi - lo + nq, target.shape[1]), np.nan, np.float32)
-    first, last = max(lo, 0), min(hi + nq, nt)
-    if last > first:
-        span[first - lo:last - lo] = target[first:last]
-    per_frame = _sliding_square_distances(span[:, :-1], query[:, :-1])  # (n_off, nq), NaN: no overlap
-    overlap = ~np.isnan(per_frame)
-    mass = np.maximum((weights * overlap).sum(axis=1), 1e-30)
-    level_q = np.maximum(query[:, -1] - query[:, -1].max(), -LEVEL_RANGE_DB)
-    level_t = np.lib.stride_tricks.sliding_window_view(span[:, -1], nq)  # (n_off, nq)
-    level_t = np.maximum(level_t - np.nanmax(level_t, axis=1, keepdims=True), -LEVEL_RANGE_DB)
-    gap = level_q - level_t
-    gain = np.nansum(gap * weights, axis=1, keepdims=True) / mass[:, None]
-    per_frame += np.square((gap - gain) / LEVEL_SCALE_DB)
-    costs = np.where(overlap.any(axis=1), np.nansum(per_frame * weights, axis=1) / mass, np.inf)
-    best = int(np.argmin(costs))
-    return lo + best, float(costs[best])
-
-
-def _sliding_square_distances(span: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """``|span[o + j] - query[j]|²`` for every offset o of ``query`` (nq frames) in ``span`` [shape=(L - nq + 1,
-    nq)]; NaN where the span's frame is NaN (outside the target). As ``|s|² + |q|² - 2 s·q``: the cross terms
-    of all pairs are one matrix product, and those of an offset are one of its diagonals."""
-    nq = len(query)
-    valid = ~np.isnan(span[:, 0])
-    s = np.where(valid[:, None], span, 0.0).astype(np.float64)
-    q = query.astype(np.float64)
-    cross = s @ q.T  # (L, nq): cross[i, j] = s[i]·q[j]
-    n_off = len(s) - nq + 1
-    step0, step1 = cross.strides
-    diagonals = np.lib.stride_tricks.as_strided(cross, (n_off, nq), (step0, step0 + step1))  # [o, j] = cross[o+j, j]
-    square_s = np.lib.stride_tricks.sliding_window_view(np.einsum("ij,ij->i", s, s), nq)
-    out = square_s + np.einsum("ij,ij->i", q, q) - 2.0 * diagonals
-    out = np.maximum(out, 0.0)
-    out[~np.lib.stride_tricks.sliding_window_view(valid, nq)] = np.nan
-    return out.astype(np.float32)
+    Windows of identical frames are embedded once: two alignments that the refinement moved to the same
+    place then get the very same score and keep their order (in a batch, a row's last bits can depend on
+    its place in it)."""
+    if not aligned:
+        return
+    distinct: dict[tuple, int] = {}
+    parts, slot = [], []
+    for _, windows, _, _ in aligned:
+        for part in windows:
+            key = (len(part), part.mfcc.dtype.str, *(a.tobytes() for a in (part.mfcc, part.rms_db, part.low)))
+            if key not in distinct:
+                distinct[key] = len(parts)
+                parts.append(part)
+            slot.append(distinct[key])
+    lengths = np.array([len(part) for part in parts])
+    ends = np.cumsum(lengths)
+    vectors = embed_windows(Frames.concat(parts, params.n_mfcc), list(zip((ends - lengths).tolist(), ends.tolist())),
+                            params)[slot]
+    at = 0
+    for c, _, rows, fit in aligned:
+        mine = vectors[at:at + len(rows)]
+        at += len(rows)
+        c.distance = float(np.average(np.linalg.norm(mine - seed.vectors[rows], axis=1),
+                                      weights=seed.window_weights[rows])) + fit
 
 
 # -- several seeds ----------------------------------------------------------------------------------------
@@ -480,13 +483,19 @@ def _multi_seed_candidates(library: Library, positives, negatives, k: int, allow
     unique = np.unique(ids[ids >= 0])
     if len(unique) == 0:
         return []
-    segs = _segment_rows(library, unique)
-    unique = np.asarray([i for i in unique if i in segs and segs[i][0] not in excluded], np.int64)
+    rows = library.segment_rows(unique)
+    found, where = rows.find(unique)
+    unique, where = unique[found], where[found]
+    if excluded:
+        own = np.isin(rows.asset_ids[where], np.fromiter(excluded, np.int64, len(excluded)))
+        unique, where = unique[~own], where[~own]
     if len(unique) == 0:
         return []
     scores = _combined_score(store.get(unique), positives, negatives, use_file=False)
-    return [_Candidate(segs[sid][0], segs[sid][1], float(d), int(sid), segs[sid][2])
-            for sid, d in zip(unique, scores)]
+    with library.Session() as s:  # a hit is the segment itself: its end too
+        ends = dict(s.execute(select(Segment.id, Segment.end).where(Segment.id.in_(unique.tolist()))).all())
+    return [_Candidate(int(a), float(t0), float(d), int(sid), ends[sid]) for sid, a, t0, d in
+            zip(unique.tolist(), rows.asset_ids[where], rows.starts[where], scores) if sid in ends]
 
 
 def _file_candidates(library: Library, positives, negatives, k: int, allowed: set[int] | None,
@@ -503,13 +512,6 @@ def _file_candidates(library: Library, positives, negatives, k: int, allowed: se
 
 
 # -- results ----------------------------------------------------------------------------------------------
-def _segment_rows(library: Library, ids: np.ndarray) -> dict[int, tuple[int, float, float]]:
-    with library.Session() as s:
-        rows = s.execute(select(Segment.id, Segment.asset_id, Segment.start, Segment.end)
-                         .where(Segment.id.in_([int(i) for i in ids]))).all()
-    return {r[0]: (r[1], r[2], r[3]) for r in rows}
-
-
 def _assets(library: Library, ids: set[int]) -> dict[int, Asset]:
     with library.Session() as s:
         return {a.id: a for a in s.scalars(select(Asset).where(Asset.id.in_(list(ids)),
@@ -517,28 +519,44 @@ def _assets(library: Library, ids: set[int]) -> dict[int, Asset]:
 
 
 def _to_hits(library: Library, candidates: list[_Candidate], k: int) -> list[Hit]:
-    """Best first; overlapping hits in one asset collapse to the best of them."""
+    """Best first; overlapping hits in one asset collapse to the best of them. The asset rows of the hits
+    are read in one query (a whole file's hit, which needs its duration first, reads them all first)."""
     candidates = sorted(candidates, key=lambda c: c.distance)
     assets = {c.asset_id: c.asset for c in candidates if c.asset is not None}
-    missing = {c.asset_id for c in candidates} - assets.keys()
-    if missing:
-        assets.update(_assets(library, missing))
-    kept: list[Hit] = []
-    by_asset: dict[int, list[Hit]] = defaultdict(list)
+    gone: set[int] = set()  # assets not (or no longer) indexed: their vectors are no results
+    if any(c.segment_id is None and c.end is None for c in candidates):
+        wanted = {c.asset_id for c in candidates} - assets.keys()
+        assets.update(_assets(library, wanted))
+        gone = wanted - assets.keys()
+    while True:
+        kept = _collapse(candidates, k, assets, gone, library.params.segment_seconds)
+        unknown = {c.asset_id for c, _, _ in kept} - assets.keys()
+        if not unknown:
+            break
+        assets.update(_assets(library, unknown))
+        gone |= unknown - assets.keys()  # then the next ones in line take their places
+    return [Hit(rank, c.asset_id, c.segment_id, assets[c.asset_id].path, start, end, c.distance, assets[c.asset_id])
+            for rank, (c, start, end) in enumerate(kept, 1)]
+
+
+def _collapse(candidates: list[_Candidate], k: int, assets: dict[int, Asset], gone: set[int],
+              segment_seconds: float) -> list[tuple[_Candidate, float, float]]:
+    """The first ``k`` of ``candidates`` (sorted) that do not overlap a better one of their asset, with their
+    times; those of ``gone`` assets are left out."""
+    kept: list[tuple[_Candidate, float, float]] = []
+    by_asset: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for c in candidates:
-        asset = assets.get(c.asset_id)
-        if asset is None:  # a vector whose asset is gone (store not yet reconciled): not a result
+        if c.asset_id in gone:
             continue
         if c.segment_id is None and c.end is None:
-            start, end = 0.0, float(asset.duration or 0.0)
+            start, end = 0.0, float(assets[c.asset_id].duration or 0.0)
         else:
             start = c.start
-            end = c.end if c.end is not None else start + library.params.segment_seconds
-        if any(min(end, h.end) - max(start, h.start) > 0.05 for h in by_asset[c.asset_id]):
+            end = c.end if c.end is not None else start + segment_seconds
+        if any(min(end, e) - max(start, s) > 0.05 for s, e in by_asset[c.asset_id]):
             continue
-        hit = Hit(len(kept) + 1, c.asset_id, c.segment_id, asset.path, start, end, c.distance, asset)
-        kept.append(hit)
-        by_asset[c.asset_id].append(hit)
+        kept.append((c, start, end))
+        by_asset[c.asset_id].append((start, end))
         if len(kept) == k:
             break
     return kept

@@ -84,3 +84,24 @@ def test_stored_frames_have_timestamps(mix_library):
     assert data["mfcc"].dtype == np.float16 and data["mfcc"].shape[1] == 20
     assert data["rms_db"].shape == data["time"].shape == (len(data),)
     assert np.allclose(np.diff(data["time"]), 512 / 22050, atol=1e-5)
+
+
+def test_a_region_aligned_near_the_end_of_a_noisy_span_is_scored_not_an_index_error(tmp_path):
+    """A candidate placed through the query's noise floor is compared on a span cut around its alignment; a
+    seed window past that span's end once raised IndexError (a 0.6 s region of sonic-pi's bell, top 30, in a
+    library of it and a guitar)."""
+    from tests.real_sounds import SONIC_PI
+
+    bell, guitar = SONIC_PI / "perc_bell.flac", SONIC_PI / "guit_e_fifths.flac"
+    if not (bell.exists() and guitar.exists()):
+        pytest.skip("needs sonic-pi-samples (apt-get install sonic-pi-samples)")
+    (tmp_path / "audio").mkdir()
+    for f in (bell, guitar):
+        (tmp_path / "audio" / f.name).symlink_to(f)
+    library = tmp_path / "lib"
+    assert run_cli("--json", "index", tmp_path / "audio", library=library).code == 0
+    result = run_cli("--json", "query", tmp_path / "audio" / bell.name, "--start", "1.0", "--end", "1.6", "-k", "30",
+                     library=library)
+    assert result.code == 0, result
+    top = result.json["results"][0]
+    assert top["path"] == str(tmp_path / "audio" / bell.name) and abs(top["start"] - 1.0) < 0.05, top

@@ -15,16 +15,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import create_engine, event, func, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,6 +35,7 @@ from audiosim.errors import LibraryError, LibraryIncompleteError, LibraryLockedE
 from audiosim.library.location import DatabaseWriterLock, display_db_url, remember_db_url, resolve_db_url
 from audiosim.library.models import STATUS_FAILED, STATUS_INDEXED, Asset, Meta, Segment
 from audiosim.library.schema import MIGRATIONS, SCHEMA_VERSION, prepare_schema, write_meta  # noqa: F401
+from audiosim.library.segment_table import SegmentRows, SegmentTable, segment_rows
 
 if TYPE_CHECKING:
     from audiosim.features.mfcc import Frames
@@ -70,16 +72,15 @@ def transactional_sqlite(engine: Engine) -> Engine:
     return engine
 
 
-def _read_only_engine(db_file: Path) -> Engine:
-    """A reader that never writes; on a read-only filesystem (no WAL index can be made, and no one can
-    write either) the database is opened as immutable."""
-    import sqlite3
+def _read_only_connector(db_file: Path) -> Callable[[], sqlite3.Connection]:
+    """Opens connections that never write; on a read-only filesystem (no WAL index can be made, and no one
+    can write either) the database is opened as immutable."""
     from urllib.parse import quote
 
     read_only_fs = bool(os.statvfs(db_file.parent).f_flag & os.ST_RDONLY)
     uri = f"file:{quote(str(db_file))}?mode=ro" + ("&immutable=1" if read_only_fs else "")
 
-    def connect():
+    def connect() -> sqlite3.Connection:
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA busy_timeout=30000")
         # A query joins a few hundred random rows of a table that may be a GB: map the file and keep
@@ -88,7 +89,19 @@ def _read_only_engine(db_file: Path) -> Engine:
         conn.execute(f"PRAGMA cache_size=-{READER_CACHE_KB}")
         return conn
 
-    return create_engine("sqlite://", creator=connect)
+    return connect
+
+
+def _read_only_engine(db_file: Path) -> Engine:
+    return create_engine("sqlite://", creator=_read_only_connector(db_file))
+
+
+def _sqlite_file(db_url: str) -> Path | None:
+    """The database file of an SQLite URL (None for another database or an in-memory one)."""
+    url = make_url(db_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
 
 
 class Library:
@@ -116,6 +129,7 @@ class Library:
         self._frames_cache: OrderedDict[str, Frames] = OrderedDict()
         self._frames_cache_bytes = 0
         self._frames_lock = threading.Lock()
+        self._segment_table: SegmentTable | None = None
         self.notices: list[str] = []  # what opening did to the library (completed, upgraded...), one line each
         custom_url = resolve_db_url(self.folder, db_url)
         self.db_url = custom_url or f"sqlite:///{self.folder / DB_FILE}"
@@ -137,6 +151,9 @@ class Library:
                 if is_sqlite:
                     transactional_sqlite(self.engine)
             self.Session = sessionmaker(self.engine, expire_on_commit=False)
+            sqlite_file = _sqlite_file(self.db_url)
+            if sqlite_file is not None:
+                self._segment_table = SegmentTable(_read_only_connector(sqlite_file))
             if writable and not is_sqlite:
                 where = f"{self.folder} ({display_db_url(self.db_url)})"
                 self._db_lock = DatabaseWriterLock(self.engine, where)
@@ -385,6 +402,23 @@ class Library:
         with self.Session() as s:
             return list(s.scalars(stmt))
 
+    def segment_rows(self, ids: np.ndarray) -> SegmentRows:
+        """Asset and start of the segments ``ids`` that exist, and their assets' duration and number of
+        segments (what a query needs of its hits), as a table to look them up in with ``find``; it may hold
+        more segments than were asked for.
+
+        On SQLite this is the whole table, kept in memory and current (see
+        :mod:`audiosim.library.segment_table`); on another database, one query for these ids."""
+        if self._segment_table is not None:
+            return self._segment_table.current()
+        ids = np.unique(np.asarray(ids, np.int64))
+        with self.Session() as s:
+            rows = s.execute(select(Segment.id, Segment.asset_id, Segment.start,
+                                    func.coalesce(Asset.duration, 0.0), func.coalesce(Asset.n_segments, 0))
+                             .join(Asset, Asset.id == Segment.asset_id).where(Segment.id.in_(ids.tolist()))).all()
+        columns = [np.array(c) for c in zip(*rows)] if rows else [np.empty(0)] * 5
+        return segment_rows(*columns)
+
     def load_frames(self, asset: Asset) -> Frames:
         """The stored frames of an asset (read-only arrays). A frame file is never rewritten (a new
         analysis writes a new file name), so recently loaded ones are kept, up to `FRAMES_CACHE_BYTES`."""
@@ -437,6 +471,8 @@ class Library:
             except Exception:  # noqa: BLE001 - closing must release the lock whatever happens
                 pass
         self._stores.clear()
+        if getattr(self, "_segment_table", None) is not None:
+            self._segment_table.close()
         if getattr(self, "_db_lock", None) is not None:
             self._db_lock.release()
             self._db_lock = None
