@@ -173,11 +173,12 @@ def analyze_file(path: str | os.PathLike, params: AnalysisParams) -> Analysis:
         raise DecodeError("0 audio frames")
     frames = collector.frames()
     windows, segment_vectors, file_vector = features_from_frames(frames, params)
+    loudness = meter.measurement()
     return Analysis(
         path=path, size=st.st_size, mtime=st.st_mtime, fingerprint=fingerprint,
         format=info.format, subtype=info.subtype, sample_rate=info.sample_rate, channels=info.channels,
         duration=n_samples / info.sample_rate,
-        avg_loudness=_finite_or_none(meter.integrated()), peak_db=_finite_or_none(meter.peak_db),
+        avg_loudness=_finite_or_none(loudness.integrated()), peak_db=_finite_or_none(loudness.peak_db),
         centroid=collector.centroid, frames=frames, windows=windows,
         segment_vectors=segment_vectors, file_vector=file_vector,
         seconds=time.perf_counter() - started,

@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from audiosim.analysis import Analysis, Failure  # noqa: F401 - Failure is also imported from here
+from audiosim.analysis import Analysis, Failure
 from audiosim.config import AnalysisParams, analysis_key
 from audiosim.crashpoints import crash_point
 from audiosim.errors import LibraryError
