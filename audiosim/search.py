@@ -15,7 +15,7 @@ import os
 from collections import defaultdict
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from audiosim import alignment
 from audiosim.config import AnalysisParams
@@ -25,7 +25,7 @@ from audiosim.features.mfcc import Frames
 from audiosim.features.noise import NoiseFloor, noise_floor, without_noise_floor
 from audiosim.features.segments import segment_windows
 from audiosim.library.db import Library
-from audiosim.library.models import STATUS_INDEXED, Asset, Segment
+from audiosim.library.models import STATUS_INDEXED, Asset, AssetRow, Segment
 
 MAX_QUERY_WINDOWS = 40  # a longer query is subsampled evenly: the alignment needs only a few
 CANDIDATES_PER_WINDOW = 64
@@ -54,7 +54,7 @@ class Hit:
     start: float
     end: float
     distance: float
-    asset: Asset | None = None
+    asset: AssetRow | None = None
 
     def to_json(self) -> dict:
         return {"rank": self.rank, "asset_id": self.asset_id, "segment_id": self.segment_id,
@@ -86,7 +86,7 @@ class _Candidate:
     distance: float
     segment_id: int | None
     end: float | None = None
-    asset: Asset | None = None  # its row, when already read (saves reading it again for the hits)
+    asset: AssetRow | None = None  # its row, when already read (saves reading it again for the hits)
     asset_duration: float = 0.0  # what the refinement needs of its asset (from the segment table)
     asset_segments: int = 0
 
@@ -161,15 +161,14 @@ def _seed_features(library: Library, seed: Seed) -> _SeedFeatures:
                          region_duration, params)
 
 
-def _stored_vectors(library: Library, asset: Asset, windows: list[tuple[int, int]]) -> np.ndarray | None:
+def _stored_vectors(library: Library, asset: AssetRow, windows: list[tuple[int, int]]) -> np.ndarray | None:
     """The segment vectors stored for ``asset`` if they are those of ``windows`` (its whole stored frames'
     windows), else None. The indexer embeds the frames as stored (``analysis.features_from_frames``), so
     they are the very vectors that embedding its stored frames again would give, without the work."""
     from audiosim.analysis import window_times
 
-    with library.Session() as s:
-        rows = s.execute(select(Segment.start, Segment.end, Segment.embedding)
-                         .where(Segment.asset_id == asset.id).order_by(Segment.start)).all()
+    with library.engine.connect() as conn:
+        rows = conn.execute(_STORED_SEGMENTS, {"asset": asset.id}).all()
     times = window_times(windows, float(asset.duration or 0.0), library.params)
     if [(r.start, r.end) for r in rows] != times:
         return None
@@ -177,6 +176,10 @@ def _stored_vectors(library: Library, asset: Asset, windows: list[tuple[int, int
     if len(vectors) != len(rows) * library.dim:
         return None
     return vectors.reshape(len(rows), library.dim).copy()
+
+
+_STORED_SEGMENTS = select(Segment.start, Segment.end, Segment.embedding).where(
+    Segment.asset_id == bindparam("asset")).order_by(Segment.start)
 
 
 def _window_weights(frames: Frames, windows: list[tuple[int, int]]) -> np.ndarray:
@@ -189,7 +192,7 @@ def _window_weights(frames: Frames, windows: list[tuple[int, int]]) -> np.ndarra
     return np.power(10.0, (loudest - loudest.max()) / 20.0)
 
 
-def _unchanged(asset: Asset, path: str) -> bool:
+def _unchanged(asset: AssetRow, path: str) -> bool:
     try:
         st = os.stat(path)
     except OSError:
@@ -321,7 +324,9 @@ def _alignments(library: Library, distances: np.ndarray, ids: np.ndarray, offset
     which = np.repeat(np.arange(len(anchor)), counts)
     vote = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(lo, counts)
     best = np.tile(miss, (len(anchor), 1))
-    np.minimum.at(best.reshape(-1), which * n_windows + window[vote], dist[vote])  # 1-D: numpy's fast path
+    # 1-D and one dtype: numpy's fast path (a float64 operand into float32 cells takes the slow one, ~50x).
+    # Rounding to float32 is monotonic, so the minimum stored is the same either way.
+    np.minimum.at(best.reshape(-1), which * n_windows + window[vote], dist[vote].astype(best.dtype))
     score = best @ shares
     starts = np.cumsum(counts) - counts
     least = np.minimum.reduceat(dist[vote], starts)
@@ -332,10 +337,18 @@ def _alignments(library: Library, distances: np.ndarray, ids: np.ndarray, offset
     # alignment is only compared with better ones of its asset, so the first `limit` are final.
     ranked = np.lexsort((np.arange(len(anchor)), anchor_group, score))
     gap = max(tolerance, span / 2)
+    # Each asset's best alignment is kept and those within `gap` of it are not (most of a long query's
+    # alignments: its windows vote for one asset at many times); only the rest are compared one by one.
+    ranked_group = anchor_group[ranked]
+    _, group_best = np.unique(ranked_group, return_index=True)
+    best_median = np.empty(int(ranked_group.max()) + 1)
+    best_median[ranked_group[group_best]] = median[ranked[group_best]]
+    open_question = np.abs(median[ranked] - best_median[ranked_group]) > gap
+    open_question[group_best] = True
     kept: dict[int, list[float]] = defaultdict(list)
     chosen: list[int] = []
     groups, medians = anchor_group.tolist(), median.tolist()
-    for i in ranked.tolist():
+    for i in ranked[open_question].tolist():
         others = kept[groups[i]]
         if all(abs(medians[i] - o) > gap for o in others):
             others.append(medians[i])
@@ -512,10 +525,8 @@ def _file_candidates(library: Library, positives, negatives, k: int, allowed: se
 
 
 # -- results ----------------------------------------------------------------------------------------------
-def _assets(library: Library, ids: set[int]) -> dict[int, Asset]:
-    with library.Session() as s:
-        return {a.id: a for a in s.scalars(select(Asset).where(Asset.id.in_(list(ids)),
-                                                                Asset.status == STATUS_INDEXED))}
+def _assets(library: Library, ids: set[int]) -> dict[int, AssetRow]:
+    return library.indexed_asset_rows(ids)
 
 
 def _to_hits(library: Library, candidates: list[_Candidate], k: int) -> list[Hit]:
@@ -539,7 +550,7 @@ def _to_hits(library: Library, candidates: list[_Candidate], k: int) -> list[Hit
             for rank, (c, start, end) in enumerate(kept, 1)]
 
 
-def _collapse(candidates: list[_Candidate], k: int, assets: dict[int, Asset], gone: set[int],
+def _collapse(candidates: list[_Candidate], k: int, assets: dict[int, AssetRow], gone: set[int],
               segment_seconds: float) -> list[tuple[_Candidate, float, float]]:
     """The first ``k`` of ``candidates`` (sorted) that do not overlap a better one of their asset, with their
     times; those of ``gone`` assets are left out."""

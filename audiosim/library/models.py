@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+from typing import NamedTuple
 
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -121,6 +122,36 @@ class Scan(Base):
     skipped: Mapped[int] = mapped_column(Integer, default=0)
     removed: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AssetRow(NamedTuple):
+    """An asset's row without its file vector: what a query result carries. Read with a plain select of
+    these columns (``ASSET_ROW_COLUMNS``), several times cheaper than loading ``Asset`` objects."""
+
+    id: int
+    path: str
+    name: str
+    folder: str
+    size: int | None
+    mtime: float | None
+    fingerprint: str | None
+    format: str | None
+    subtype: str | None
+    duration: float | None
+    sample_rate: int | None
+    channels: int | None
+    avg_loudness: float | None
+    peak_db: float | None
+    centroid: float | None
+    status: str
+    error: str | None
+    analysis_key: str | None
+    n_segments: int
+    frames_file: str | None
+    indexed_at: float | None
+
+
+ASSET_ROW_COLUMNS = tuple(Asset.__table__.c[name] for name in AssetRow._fields)
 
 
 # Fields a user may name in a filter expression or see in `audiosim assets`.
