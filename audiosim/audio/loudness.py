@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -182,26 +183,29 @@ class _KWeighting:
         self._state = np.zeros((channels, len(self._plan.powers[0])))
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
-        out = np.empty(rows.shape, np.float32)
+        return np.concatenate(list(self.chunks(rows)), axis=1) if rows.shape[1] else rows.astype(np.float32)
+
+    def chunks(self, rows: np.ndarray) -> Iterator[np.ndarray]:
+        """The filtered rows a chunk at a time, in order (each a new array the caller may overwrite): what
+        is done with them need not wait for, nor copy into, the whole block's output."""
         for start in range(0, rows.shape[1], self.CHUNK):
-            out[:, start:start + self.CHUNK] = self._chunk(rows[:, start:start + self.CHUNK])
-        return out
+            yield self._chunk(rows[:, start:start + self.CHUNK])
 
     def _chunk(self, rows: np.ndarray) -> np.ndarray:
         plan, (channels, n) = self._plan, rows.shape
         blocks, tail = divmod(n, _BLOCK)
-        out = np.empty((channels, n), np.float32)
+        parts = []  # whole blocks, then the tail: joined only when there is a tail (a block's last chunk)
         if blocks:
             x = rows[:, : blocks * _BLOCK].reshape(channels, blocks, _BLOCK)
             states, self._state = plan.scan((x @ plan.to_state).astype(np.float64), self._state)
             y = x @ plan.taps
             y += states.astype(np.float32) @ plan.from_state
-            out[:, : blocks * _BLOCK] = y.reshape(channels, blocks * _BLOCK)
+            parts.append(y.reshape(channels, blocks * _BLOCK))
         if tail:
             x = rows[:, blocks * _BLOCK:]
-            out[:, blocks * _BLOCK:] = x @ plan.taps[:tail, :tail] + self._state @ plan.from_state[:, :tail]
+            parts.append((x @ plan.taps[:tail, :tail] + self._state @ plan.from_state[:, :tail]).astype(np.float32))
             self._state = self._state @ plan.powers[tail].T + x.astype(np.float64) @ plan.input_powers[tail - 1::-1]
-        return out
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
 def hop_start(hop: int | np.ndarray, sample_rate: int) -> int | np.ndarray:
@@ -323,8 +327,8 @@ class LoudnessMeter:
     def warm_up(self, block: np.ndarray) -> None:
         """Run the filter over samples that come before the measured stretch, without measuring them."""
         x = self._rows(block)
-        if len(x):
-            self._filter(np.ascontiguousarray(x.T, dtype=np.float32))
+        for _ in self._filter.chunks(np.ascontiguousarray(x.T, dtype=np.float32)):
+            pass
 
     def process(self, block: np.ndarray) -> None:
         """Add ``block`` (float, ``[shape=(n, channels)]``) to the measurement."""
@@ -333,8 +337,13 @@ class LoudnessMeter:
         if n == 0:
             return
         self.peak = max(self.peak, float(x.max()), -float(x.min()))
-        weighted = self._filter(np.ascontiguousarray(x.T, dtype=np.float32))
-        squares = np.square(weighted, out=weighted)  # [shape=(channels, n)] float32; sums accumulate in float64
+        for weighted in self._filter.chunks(np.ascontiguousarray(x.T, dtype=np.float32)):
+            self._add_squares(np.square(weighted, out=weighted))
+
+    def _add_squares(self, squares: np.ndarray) -> None:
+        """Add the squared K-weighted samples that follow those added so far ``[shape=(channels, n)]``
+        float32 to their hops' sums (accumulated in float64)."""
+        n = squares.shape[1]
         start, end = self._samples, self._samples + n
         self._samples = end
         # Hops that start inside (start, end]: k from self._hop + 1 up to the last k with start_k <= end.
