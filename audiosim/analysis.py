@@ -254,7 +254,7 @@ def _span(samples: np.ndarray, at: int, lo: int, hi: int | None) -> np.ndarray:
 
 def analyze_part(part: FilePart, params: AnalysisParams) -> PartAnalysis:
     """Frames, centroid sums and loudness of one part of a long file (see the module docstring)."""
-    from audiosim.audio.decode import CHANGED, DAMAGED, MonoResampler, _error, open_audio
+    from audiosim.audio.decode import CHANGED, DAMAGED, MonoResampler, decode_error, open_audio
     from audiosim.audio.loudness import LoudnessMeter
 
     started = time.perf_counter()
@@ -268,7 +268,7 @@ def analyze_part(part: FilePart, params: AnalysisParams) -> PartAnalysis:
         info = stream.info
         if (stream.identity != part.identity or not stream.seekable or info.frames != part.frames
                 or info.sample_rate != rate):
-            raise _error(part.path, CHANGED)
+            raise decode_error(part.path, CHANGED)
         resampler = MonoResampler(rate, out_rate, info.channels, hold_first=False)
         meter = LoudnessMeter(rate, info.channels, start=start)
         mfcc = MfccStream(params, start_frame=first_frame)
@@ -286,7 +286,7 @@ def analyze_part(part: FilePart, params: AnalysisParams) -> PartAnalysis:
         if stop is None:
             collector.add(mfcc.finish(_span(resampler.flush(), resampled_at, mfcc.first_sample, None)))
         elif mfcc.next_frame != last_frame or at < stop:
-            raise _error(part.path, DAMAGED, f"part {part.index + 1} of {part.count} ended early")
+            raise decode_error(part.path, DAMAGED, f"part {part.index + 1} of {part.count} ended early")
     result = PartAnalysis(part, info.format, info.subtype, info.channels, collector.frames(),
                           collector.centroid_sum, collector.centroid_count, meter.measurement(), 0.0)
     if part.index == 0:

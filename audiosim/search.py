@@ -26,6 +26,7 @@ from audiosim.features.noise import NoiseFloor, noise_floor, without_noise_floor
 from audiosim.features.segments import segment_windows
 from audiosim.library.db import Library
 from audiosim.library.models import STATUS_INDEXED, Asset, AssetRow, Segment
+from audiosim.library.segment_table import SegmentRows
 
 MAX_QUERY_WINDOWS = 40  # a longer query is subsampled evenly: the alignment needs only a few
 CANDIDATES_PER_WINDOW = 64
@@ -255,6 +256,13 @@ def _sequence_candidates(library: Library, seed: _SeedFeatures, k: int, allowed:
     return _refine(library, seed, candidates, floor)
 
 
+def _not_excluded(rows: SegmentRows, where: np.ndarray, excluded: set[int]) -> np.ndarray:
+    """Which of the table's rows ``where`` belong to none of the ``excluded`` assets (a boolean mask)."""
+    if not excluded:
+        return np.ones(len(where), bool)
+    return ~np.isin(rows.asset_ids[where], np.fromiter(excluded, np.int64, len(excluded)))
+
+
 def _vote_windows(frames: Frames, params: AnalysisParams) -> list[tuple[int, int]]:
     """The query's windows for voting, VOTE_STEPS times denser than the stored grid: the stored windows
     start wherever the grid put them, and one of these then starts within an eighth of a hop of each."""
@@ -287,9 +295,7 @@ def _alignments(library: Library, distances: np.ndarray, ids: np.ndarray, offset
     rows = library.segment_rows(flat_ids[flat_ids >= 0])
     found, where = rows.find(flat_ids)
     order = np.flatnonzero(found & (flat_ids >= 0))  # hits in the store's order: row by row, nearest first
-    if excluded:
-        excluded_ids = np.fromiter(excluded, np.int64, len(excluded))
-        order = order[~np.isin(rows.asset_ids[where[order]], excluded_ids)]
+    order = order[_not_excluded(rows, where[order], excluded)]
     if len(order) == 0:
         return []
     window = (order // ids.shape[1]) % n_windows
@@ -499,9 +505,8 @@ def _multi_seed_candidates(library: Library, positives, negatives, k: int, allow
     rows = library.segment_rows(unique)
     found, where = rows.find(unique)
     unique, where = unique[found], where[found]
-    if excluded:
-        own = np.isin(rows.asset_ids[where], np.fromiter(excluded, np.int64, len(excluded)))
-        unique, where = unique[~own], where[~own]
+    kept = _not_excluded(rows, where, excluded)
+    unique, where = unique[kept], where[kept]
     if len(unique) == 0:
         return []
     scores = _combined_score(store.get(unique), positives, negatives, use_file=False)

@@ -65,7 +65,9 @@ NO_FFMPEG = "unsupported format (libsndfile cannot read it and ffmpeg is not ins
 STALLED = "decoder stalled (ffmpeg produced no audio for {:.0f} s)"
 
 
-def _error(path: str, reason: str, detail: str | None = None) -> DecodeError:
+def decode_error(path: str, reason: str, detail: str | None = None) -> DecodeError:
+    """The error for ``path`` that could not be decoded: ``reason`` (one of the constants above, which the
+    UI and the DB show as is) and what exactly went wrong, if known."""
     exc = DecodeError(f"{reason} ({detail})" if detail else reason)
     exc.path = path  # type: ignore[attr-defined]
     exc.reason = reason  # type: ignore[attr-defined]
@@ -102,17 +104,17 @@ def _stat_for_open(path: str) -> os.stat_result:
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
-        raise _error(path, NOT_FOUND) from None
+        raise decode_error(path, NOT_FOUND) from None
     except PermissionError:
-        raise _error(path, PERMISSION_DENIED) from None
+        raise decode_error(path, PERMISSION_DENIED) from None
     except (OSError, ValueError) as exc:  # ValueError: embedded NUL in the path
-        raise _error(path, "cannot read file", getattr(exc, "strerror", None) or str(exc)) from None
+        raise decode_error(path, "cannot read file", getattr(exc, "strerror", None) or str(exc)) from None
     if stat.S_ISDIR(st.st_mode):
-        raise _error(path, IS_A_DIRECTORY)
+        raise decode_error(path, IS_A_DIRECTORY)
     if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block the decoder forever
-        raise _error(path, NOT_A_REGULAR_FILE)
+        raise decode_error(path, NOT_A_REGULAR_FILE)
     if st.st_size == 0:
-        raise _error(path, EMPTY_FILE)
+        raise decode_error(path, EMPTY_FILE)
     return st
 
 
@@ -162,11 +164,11 @@ class AudioStream:
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            raise _error(path, DELETED) from None
+            raise decode_error(path, DELETED) from None
         except OSError:
-            raise _error(path, CHANGED) from None
+            raise decode_error(path, CHANGED) from None
         if _identity(st) != self.identity:
-            raise _error(path, CHANGED)
+            raise decode_error(path, CHANGED)
 
     def close(self) -> None:
         self._closed = True
@@ -221,7 +223,7 @@ class _SoundfileStream(AudioStream):
             try:
                 f.seek(start)
             except (sf.SoundFileError, RuntimeError) as exc:
-                raise _error(path, DAMAGED, _libsndfile_detail(exc)) from None
+                raise decode_error(path, DAMAGED, _libsndfile_detail(exc)) from None
         expected = None if expected is None else expected - start
         # soundfile never reads past ``frames``; stopping there saves a read and a stat per short file.
         while expected is None or self.frames_read < expected:
@@ -232,7 +234,7 @@ class _SoundfileStream(AudioStream):
                 raw = f.read(want, dtype=dtype, always_2d=True)
             except (sf.SoundFileError, RuntimeError) as exc:
                 self._check_unchanged()  # a file cut short under us says so, not "damaged"
-                raise _error(path, DAMAGED, _libsndfile_detail(exc)) from None
+                raise decode_error(path, DAMAGED, _libsndfile_detail(exc)) from None
             self._check_unchanged()
             if len(raw) == 0:
                 break
@@ -240,7 +242,7 @@ class _SoundfileStream(AudioStream):
             self.frames_read += len(block)
             yield block
         if self.frames_read == 0:
-            raise _error(path, NO_FRAMES)
+            raise decode_error(path, NO_FRAMES)
 
     def close(self) -> None:
         super().close()
@@ -328,7 +330,7 @@ class _FfmpegStream(AudioStream):
         except OSError:
             os.close(log_fd)
             os.unlink(self._log_path)
-            raise _error(path, NO_FFMPEG) from None
+            raise decode_error(path, NO_FFMPEG) from None
         os.close(log_fd)  # the child has its own copy
         self._guard = _StallGuard(self._proc, stall_seconds)
         self._finalizer = weakref.finalize(self, _kill, self._proc, self._log_path, self._guard)
@@ -355,7 +357,7 @@ class _FfmpegStream(AudioStream):
         finally:
             self._guard.waiting_since = None
         if self._guard.stalled:
-            raise _error(self._path, STALLED.format(self._stall_seconds))
+            raise decode_error(self._path, STALLED.format(self._stall_seconds))
         return got
 
     def _read_exact(self, n: int) -> bytes | None:
@@ -381,7 +383,7 @@ class _FfmpegStream(AudioStream):
                 channels = int.from_bytes(body[2:4], "little")
                 rate = int.from_bytes(body[4:8], "little")
         if channels < 1 or rate < 1:
-            raise _error(self._path, DAMAGED, "ffmpeg wrote no usable stream header")
+            raise decode_error(self._path, DAMAGED, "ffmpeg wrote no usable stream header")
         return channels, rate
 
     def _log_text(self, *, tail: bool = False) -> str:
@@ -422,16 +424,16 @@ class _FfmpegStream(AudioStream):
         if errors:
             detail = "ffmpeg: " + errors[0].replace("file:" + os.path.abspath(self._path), "").strip(": ")[:120]
         if "matches no streams" in joined or "does not contain any stream" in joined:
-            raise _error(self._path, NO_AUDIO_STREAM)
+            raise decode_error(self._path, NO_AUDIO_STREAM)
         if "permission denied" in joined:
-            raise _error(self._path, PERMISSION_DENIED)
+            raise decode_error(self._path, PERMISSION_DENIED)
         if "no such file" in joined:
-            raise _error(self._path, DELETED if produced_audio else NOT_FOUND)
+            raise decode_error(self._path, DELETED if produced_audio else NOT_FOUND)
         if any(s in joined for s in ("decoder", "unsupported", "not implemented", "unknown codec")):
-            raise _error(self._path, UNSUPPORTED, detail)
+            raise decode_error(self._path, UNSUPPORTED, detail)
         if self._sniffed or produced_audio:
-            raise _error(self._path, DAMAGED, detail)
-        raise _error(self._path, f"{NOT_AUDIO} (unrecognised data)", detail)
+            raise decode_error(self._path, DAMAGED, detail)
+        raise decode_error(self._path, f"{NOT_AUDIO} (unrecognised data)", detail)
 
     def _blocks(self, block_frames: int, start: int, stop: int | None) -> Iterator[np.ndarray]:
         frame_bytes = 4 * self.info.channels
@@ -453,7 +455,7 @@ class _FfmpegStream(AudioStream):
         if code != 0:
             self._fail_from_log(produced_audio=self.frames_read > 0)
         if self.frames_read == 0:
-            raise _error(self._path, NO_FRAMES)
+            raise decode_error(self._path, NO_FRAMES)
 
     def close(self) -> None:
         self._closed = True
@@ -480,7 +482,7 @@ def open_audio(path: str | os.PathLike) -> AudioStream:
         # A recorder that crashed leaves size fields of 0: libsndfile then sees no frames, ffmpeg reads on.
         if st.st_size > _HEADER_ONLY_BYTES and _ffmpeg_executable() is not None:
             return _open_with_ffmpeg(path, st, None)
-        raise _error(path, NO_FRAMES)
+        raise decode_error(path, NO_FRAMES)
     return _SoundfileStream(path, file, st)
 
 
@@ -503,23 +505,23 @@ def _open_with_ffmpeg(path: str, st: os.stat_result, libsndfile_error: BaseExcep
     try:
         head = read_head(path)
     except FileNotFoundError:
-        raise _error(path, NOT_FOUND) from None
+        raise decode_error(path, NOT_FOUND) from None
     except PermissionError:
-        raise _error(path, PERMISSION_DENIED) from None
+        raise decode_error(path, PERMISSION_DENIED) from None
     except OSError as exc:
-        raise _error(path, "cannot read file", exc.strerror) from None
+        raise decode_error(path, "cannot read file", exc.strerror) from None
     sniffed = container_kind(head)
     if sniffed is None:
         kind = non_audio_kind(head)
         if kind is not None:
-            raise _error(path, f"{NOT_AUDIO} (looks like {kind})")
+            raise decode_error(path, f"{NOT_AUDIO} (looks like {kind})")
         if os.path.splitext(path)[1].lower() not in AUDIO_EXTENSIONS:
-            raise _error(path, f"{NOT_AUDIO} (unrecognised data)")
+            raise decode_error(path, f"{NOT_AUDIO} (unrecognised data)")
     executable = _ffmpeg_executable()
     if executable is None:
         if sniffed is None:
-            raise _error(path, f"{NOT_AUDIO} (unrecognised data)")
-        raise _error(path, NO_FFMPEG, libsndfile_error and _libsndfile_detail(libsndfile_error))
+            raise decode_error(path, f"{NOT_AUDIO} (unrecognised data)")
+        raise decode_error(path, NO_FFMPEG, libsndfile_error and _libsndfile_detail(libsndfile_error))
     return _FfmpegStream(path, st, executable, sniffed)
 
 
