@@ -321,19 +321,16 @@ class HeadStart:
         self.pool.close(cancelled=True)
 
 
-_DB_FILE = "library.db"  # audiosim.library.db.DB_FILE, without importing the database layer
-
-
 def head_start(folder: str | os.PathLike | None, db_url: str | None, paths: Iterable[str | os.PathLike], *,
                workers: int | None = None) -> HeadStart | None:
     """Start analysing ``paths`` for the library at ``folder`` if that library does not exist yet (a new
     ``library.db``, default analysis parameters), else None. Before anything in the process has threads."""
     from audiosim.config import default_library_dir
-    from audiosim.library.location import resolve_db_url
+    from audiosim.library.location import DB_FILE, resolve_db_url
 
     folder = Path(folder).expanduser().resolve() if folder else default_library_dir().resolve()
     try:
-        if resolve_db_url(folder, db_url) is not None or (folder / _DB_FILE).exists():
+        if resolve_db_url(folder, db_url) is not None or (folder / DB_FILE).exists():
             return None  # an existing library (or one on a database server): its files are planned first
     except Exception:  # noqa: BLE001 - whatever it is, opening the library will say it
         return None

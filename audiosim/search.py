@@ -392,7 +392,7 @@ def _refine(library: Library, seed: _SeedFeatures, candidates: list[_Candidate],
     # Without the misfit, a whole asset's score is its vote: aligning it would change nothing (the usual
     # case of a one-shot among one-shots), and it needs neither its row nor its frames.
     aligning = {c.asset_id for c in candidates if looked_for or not is_whole(c)}
-    assets = _assets(library, aligning) if aligning else {}
+    assets = library.indexed_asset_rows(aligning) if aligning else {}
     targets: dict[int, tuple[Frames, alignment.Target]] = {}  # asset -> (padded frames, laid out for alignment)
     index = {w: i for i, w in enumerate(seed.windows)}
     refined, aligned = [], []
@@ -530,10 +530,6 @@ def _file_candidates(library: Library, positives, negatives, k: int, allowed: se
 
 
 # -- results ----------------------------------------------------------------------------------------------
-def _assets(library: Library, ids: set[int]) -> dict[int, AssetRow]:
-    return library.indexed_asset_rows(ids)
-
-
 def _to_hits(library: Library, candidates: list[_Candidate], k: int) -> list[Hit]:
     """Best first; overlapping hits in one asset collapse to the best of them. The asset rows of the hits
     are read in one query (a whole file's hit, which needs its duration first, reads them all first)."""
@@ -542,14 +538,14 @@ def _to_hits(library: Library, candidates: list[_Candidate], k: int) -> list[Hit
     gone: set[int] = set()  # assets not (or no longer) indexed: their vectors are no results
     if any(c.segment_id is None and c.end is None for c in candidates):
         wanted = {c.asset_id for c in candidates} - assets.keys()
-        assets.update(_assets(library, wanted))
+        assets.update(library.indexed_asset_rows(wanted))
         gone = wanted - assets.keys()
     while True:
         kept = _collapse(candidates, k, assets, gone, library.params.segment_seconds)
         unknown = {c.asset_id for c, _, _ in kept} - assets.keys()
         if not unknown:
             break
-        assets.update(_assets(library, unknown))
+        assets.update(library.indexed_asset_rows(unknown))
         gone |= unknown - assets.keys()  # then the next ones in line take their places
     return [Hit(rank, c.asset_id, c.segment_id, assets[c.asset_id].path, start, end, c.distance, assets[c.asset_id])
             for rank, (c, start, end) in enumerate(kept, 1)]

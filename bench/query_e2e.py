@@ -229,7 +229,8 @@ class _time_stages:
         wrap(store, "search", "store")
         wrap(S, "_segment_rows", "segment_rows")
         wrap(S, "_alignments", "votes")  # main: per asset; since: all of them (with the segment rows)
-        wrap(S, "_assets", "asset_rows")
+        wrap(S, "_assets", "asset_rows")  # before 2026-12-07
+        wrap(lib, "indexed_asset_rows", "asset_rows")
         wrap(S, "_refine", "refine", exclude=("asset_rows",))
         wrap(S, "_to_hits", "hits", exclude=("asset_rows",))
 

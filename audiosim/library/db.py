@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from audiosim.config import AnalysisParams, analysis_key, default_library_dir
 from audiosim.crashpoints import crash_point
 from audiosim.errors import LibraryError, LibraryIncompleteError, LibraryLockedError
-from audiosim.library.location import DatabaseWriterLock, display_db_url, remember_db_url, resolve_db_url
+from audiosim.library.location import DB_FILE, DatabaseWriterLock, display_db_url, remember_db_url, resolve_db_url
 from audiosim.library.models import ASSET_ROW_COLUMNS, STATUS_FAILED, STATUS_INDEXED, Asset, AssetRow, Meta, Segment
 from audiosim.library.schema import MIGRATIONS, SCHEMA_VERSION, prepare_schema, write_meta  # noqa: F401
 from audiosim.library.segment_table import SegmentRows, SegmentTable, segment_rows
@@ -40,7 +40,6 @@ from audiosim.library.segment_table import SegmentRows, SegmentTable, segment_ro
 if TYPE_CHECKING:
     from audiosim.features.mfcc import Frames
 
-DB_FILE = "library.db"
 LOCK_FILE = "library.lock"
 STORES_OUTDATED = "stores_outdated"  # meta key: rebuild the vector stores from the DB on the next write
 READER_MMAP_BYTES = 256 * 2**20

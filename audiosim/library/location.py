@@ -21,6 +21,7 @@ from pathlib import Path
 from audiosim.errors import LibraryError, LibraryLockedError
 from audiosim.stores.base import redact_url
 
+DB_FILE = "library.db"  # the SQLite metadata database in a library folder
 POINTER_FILE = "library.json"
 # pg_try_advisory_lock key: "audiosim" in ASCII; one library per database, so one key per database
 WRITER_LOCK_KEY = 0x617564696F73696D
