@@ -32,7 +32,7 @@ def frame_features(frames: Frames) -> tuple[np.ndarray, np.ndarray]:
     original has as silence, then count for next to nothing."""
     rms = frames.rms_db.astype(np.float32)
     columns = np.column_stack([frames.mfcc[:, 1:].astype(np.float32) * transform().frame_scale, rms])
-    weights = np.power(10.0, (rms - rms.max(initial=-100.0)) / 10.0) if len(rms) else rms
+    weights = np.power(10.0, (rms - rms.max(initial=SILENCE_DB)) / 10.0) if len(rms) else rms
     return columns, weights.astype(np.float32)
 
 
