@@ -49,6 +49,11 @@ def test_query_by_an_asset_finds_itself_first_then_its_class(qtbot, qwindow, sma
     model = qwindow.results.model
     assert model.data(model.index(0, 1)) == query.name
     assert model.data(model.index(0, 2)).endswith(" s")
+    # The loudness and length columns show the file's own, as the library measured and stored them.
+    stored = {a.path: a for a in qwindow.reader.assets()}[str(query)]
+    assert stored.avg_loudness is not None
+    assert model.data(model.index(0, 4)) == f"{stored.avg_loudness:.1f} LUFS"
+    assert model.data(model.index(0, 5)) == f"{sf.info(query).duration:.2f} s"
 
     with qtbot.waitSignal(qwindow.queryFinished, timeout=60000) as done:
         qwindow.query_panel.exclude_self.setChecked(True)  # an option change searches again
@@ -144,6 +149,10 @@ def test_results_export_as_csv_json_and_m3u(qtbot, qwindow, small_corpus, tmp_pa
     export_results(qwindow.hits, tmp_path / "r.csv")
     rows = list(csv.DictReader(open(tmp_path / "r.csv", encoding="utf-8")))
     assert [r["path"] for r in rows] == [h.path for h in hits] and rows[0]["rank"] == "1"
+    stored = {a.path: a for a in qwindow.reader.assets()}
+    for row in rows:  # each file's loudness and length as the library stored them
+        assert float(row["loudness"]) == round(stored[row["path"]].avg_loudness, 2)
+        assert float(row["duration"]) == round(sf.info(row["path"]).duration, 3)
     export_results(qwindow.hits, tmp_path / "r.json", query="q")
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["results"][0]["start"] == round(hits[0].start, 3)
