@@ -394,7 +394,7 @@ def index_paths(library: Library, paths: Iterable[str | os.PathLike], *, workers
     pool = head.pool if head is not None else _make_pool(workers, library.params, cluster)
     try:
         writer = LibraryWriter(library)
-        died = unfinished_scan(library) is not None  # the last run died: it may have left frame files
+        died = unfinished_scan(library) is not None  # the last run died: it may have left frames
 
         def before_first_commit() -> None:
             # While the workers start on the first files: opening the vector stores costs ~0.1-0.3 s.

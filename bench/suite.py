@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         segments = json.loads((library / ".done").read_text())["segments"]
         results["real_library"] = {"segments": segments, "db": db / segments,
                                    "vectors": _size(library / "vectors") / segments,
-                                   "frames": _size(library / "frames") / segments}
+                                   "frames": (_size(library / "frames")
+                                              + sum(p.stat().st_size for p in library.glob("frames.db*"))) / segments}
         results["real_library"]["bytes_per_segment"] = sum(results["real_library"][k]
                                                            for k in ("db", "vectors", "frames"))
     if "query" in only:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,19 @@ class CliResult:
 
     def __repr__(self) -> str:
         return f"CliResult(code={self.code}, stdout={self.stdout[:500]!r}, stderr={self.stderr[-2000:]!r})"
+
+
+def stored_frame_count(library: Path) -> int:
+    """How many blocks of frames a library holds (rows of ``frames.db`` and frame files), read as any other
+    process would while a writer may be at work."""
+    files = sum(1 for _ in (library / "frames").rglob("*.npy")) if (library / "frames").exists() else 0
+    if not (library / "frames.db").exists():
+        return files
+    try:
+        with sqlite3.connect(f"file:{library / 'frames.db'}?mode=ro", uri=True, timeout=30) as db:
+            return files + db.execute("select count(*) from frames").fetchone()[0]
+    except sqlite3.OperationalError:  # created, its table not yet committed
+        return files
 
 
 def run_cli(*args: str | os.PathLike, library: Path | None = None, timeout: float = 600,

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 from sqlalchemy import func, select
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, stored_frame_count
 
 KILLS = 50
 
@@ -31,11 +31,6 @@ def _library_state(lib):
             segment_ids = np.fromiter(s.scalars(select(Segment.id)), np.int64)
         store_ids = library.store("segments").ids()
     return indexed, n_segments, segment_ids, store_ids
-
-
-def _frame_count(lib) -> int:
-    frames = lib / "frames"
-    return sum(1 for _ in frames.rglob("*.npy")) if frames.exists() else 0
 
 
 def test_fifty_random_kills(tmp_path):
@@ -60,11 +55,11 @@ def test_fifty_random_kills(tmp_path):
         for path in rng.choice(present, size=min(12, len(present)), replace=False):
             data, sr = sf.read(path)
             sf.write(path, data * float(rng.uniform(0.5, 0.9)), sr)
-        before = _frame_count(lib)
+        before = stored_frame_count(lib)
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
                                 start_new_session=True)
         # Kill once the run has started writing, after a random extra moment.
-        while proc.poll() is None and _frame_count(lib) <= before:
+        while proc.poll() is None and stored_frame_count(lib) <= before:
             time.sleep(0.005)
         time.sleep(float(rng.uniform(0.0, 0.2)))
         if proc.poll() is None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, stored_frame_count
 
 
 def test_bad_files_fail_clearly_and_the_run_goes_on(tmp_path):
@@ -194,7 +194,7 @@ def test_ctrl_c_cancels_cleanly_and_a_rerun_resumes(tmp_path):
     argv = [sys.executable, "-m", "audiosim", "--library", str(lib), "--json", "index", str(folder)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     deadline = time.monotonic() + 120
-    while not list((lib / "frames").rglob("*.npy")) and time.monotonic() < deadline:
+    while not stored_frame_count(lib) and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)

@@ -56,14 +56,26 @@ def _pretend_older(library, **changes) -> None:
 
 
 def _strip_low_profile(library) -> None:
-    """Frame files as version 1 wrote them: no low-frequency profile."""
-    for path in (library / "frames").rglob("*.npy"):
-        records = np.load(path)
-        old = np.empty(len(records), np.dtype([("time", "<f4"), ("rms_db", "<f2"), ("mfcc", "<f2", (20,))]))
-        for name in old.dtype.names:
-            old[name] = records[name]
-        with open(path, "wb") as f:
-            np.save(f, old)
+    """Frames as version 1 stored them: a file per asset, without the low-frequency profile."""
+    from audiosim.library.frames import frames_dtype
+
+    with sqlite3.connect(library / "library.db") as db, sqlite3.connect(library / "frames.db") as frames_db:
+        for asset_id, key in db.execute("select id, frames_file from assets where frames_file is not null").fetchall():
+            if key.startswith("frames.db:"):
+                n_mfcc, data = frames_db.execute("select n_mfcc, data from frames where id = ?",
+                                                 (int(key.split(":")[1]),)).fetchone()
+                records = np.frombuffer(data, frames_dtype(n_mfcc))
+                key = f"frames/{asset_id % 256:02x}/{asset_id}-1.npy"
+                db.execute("update assets set frames_file = ? where id = ?", (key, asset_id))
+            else:
+                records = np.load(library / key)
+            old = np.empty(len(records), np.dtype([("time", "<f4"), ("rms_db", "<f2"), ("mfcc", "<f2", (20,))]))
+            for name in old.dtype.names:
+                old[name] = records[name]
+            (library / key).parent.mkdir(parents=True, exist_ok=True)
+            with open(library / key, "wb") as f:
+                np.save(f, old)
+        frames_db.execute("delete from frames")
 
 
 def test_new_embedding_is_rederived_from_stored_frames_without_the_audio(tmp_path):

@@ -43,8 +43,10 @@ def test_verify_repair_fixes_each_kind_of_damage(tmp_path):
         store.remove(victim)  # segments without vectors
         store.add(np.array([10**12], np.int64), np.ones((1, library.dim), np.float32))  # orphan vector
         store.save()
-        frames = library.folder / library.asset_by_path(str(paths[1])).frames_file
-    frames.unlink()  # an asset without its frames
+        lost = library.asset_by_path(str(paths[1])).frames_file
+        library.frames_db.delete([lost])  # an asset without its frames
+        orphan_row = library.frames_db.put([library.load_frames(library.asset_by_path(str(paths[0])))],
+                                           library.params)  # frames stored by a run killed before its commit
     (lib / "frames" / "00" / "999-deadbeef.npy").parent.mkdir(parents=True, exist_ok=True)
     (lib / "frames" / "00" / "999-deadbeef.npy").write_bytes(b"left by a crash")
     paths[2].unlink()  # vanished from disk
@@ -52,6 +54,8 @@ def test_verify_repair_fixes_each_kind_of_damage(tmp_path):
 
     found = run_cli("--json", "verify", library=lib)
     assert found.code == 1
+    orphans = next(p for p in found.json["problems"] if p["kind"] == "orphan_frames")
+    assert orphans["count"] == 2 and set(orphans["examples"]) == {orphan_row[0], "frames/00/999-deadbeef.npy"}
     assert _kinds(found) == {"missing_vectors", "orphan_vectors", "missing_frames", "orphan_frames",
                              "vanished_files", "changed_files"}, found.json
     repaired = run_cli("--json", "verify", "--repair", library=lib)

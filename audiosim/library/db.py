@@ -1,10 +1,12 @@
-"""The Library: one object that owns the metadata database, the frame files and the vector stores.
+"""The Library: one object that owns the metadata database, the stored frames and the vector stores.
 
 Layout of a library folder::
 
     library.db          SQLite metadata (WAL), unless another SQLAlchemy URL is configured
     library.lock        held by the one process allowed to write
-    frames/xx/ID-TOKEN.npy   per-asset MFCC frames (float16) with timestamps
+    frames.db           MFCC frames (float16) with timestamps of files up to 6 min, a row each (SQLite, WAL)
+    frames/xx/ID-TOKEN.npy   the frames of a longer file (and of every file in a library made before
+                        frames.db); see :mod:`audiosim.library.frames`
     vectors/            the vector store's files (segments, files)
 
 Readers open without the lock and never block the writer (SQLite WAL).
@@ -44,7 +46,7 @@ LOCK_FILE = "library.lock"
 STORES_OUTDATED = "stores_outdated"  # meta key: rebuild the vector stores from the DB on the next write
 READER_MMAP_BYTES = 256 * 2**20
 READER_CACHE_KB = 64 * 1024
-FRAMES_CACHE_BYTES = 64 * 2**20  # recently loaded frame files kept in memory (a query refines ~100 assets)
+FRAMES_CACHE_BYTES = 64 * 2**20  # recently loaded frames kept in memory (a query refines ~100 assets)
 
 
 # Built once: building a select costs more than running it on a few rows (the queries run at every search).
@@ -133,6 +135,9 @@ class Library:
         self._frames_cache: OrderedDict[str, Frames] = OrderedDict()
         self._frames_cache_bytes = 0
         self._frames_lock = threading.Lock()
+        from audiosim.library.frames import FramesDB
+
+        self.frames_db = FramesDB(self.folder, writable=writable)
         self._segment_table: SegmentTable | None = None
         self.notices: list[str] = []  # what opening did to the library (completed, upgraded...), one line each
         custom_url = resolve_db_url(self.folder, db_url)
@@ -433,8 +438,8 @@ class Library:
         return segment_rows(*columns)
 
     def load_frames(self, asset: Asset | AssetRow) -> Frames:
-        """The stored frames of an asset (read-only arrays). A frame file is never rewritten (a new
-        analysis writes a new file name), so recently loaded ones are kept, up to `FRAMES_CACHE_BYTES`."""
+        """The stored frames of an asset (read-only arrays). Frames are never rewritten (a new analysis
+        stores them under a new key), so recently loaded ones are kept, up to `FRAMES_CACHE_BYTES`."""
         key = asset.frames_file
         if not key:
             raise LibraryError(f"{asset.path} has no stored frames")
@@ -443,11 +448,11 @@ class Library:
             if frames is not None:
                 self._frames_cache.move_to_end(key)
                 return frames
-        from audiosim.library.frames import load_frames
+        from audiosim.library.frames import load_stored_frames
 
         try:
-            frames = load_frames(self.folder / key)[0]
-        except (OSError, KeyError, ValueError) as exc:
+            frames = load_stored_frames(self.folder, key, self.frames_db)[0]
+        except (OSError, KeyError, ValueError, sqlite3.Error) as exc:
             raise LibraryError(f"frames of {asset.path} are missing or damaged "
                                "(run `audiosim verify --repair`)") from exc
         size = frames.mfcc.nbytes + frames.rms_db.nbytes + frames.low.nbytes
@@ -484,6 +489,8 @@ class Library:
             except Exception:  # noqa: BLE001 - closing must release the lock whatever happens
                 pass
         self._stores.clear()
+        if getattr(self, "frames_db", None) is not None:
+            self.frames_db.close()
         if getattr(self, "_segment_table", None) is not None:
             self._segment_table.close()
         if getattr(self, "_db_lock", None) is not None:

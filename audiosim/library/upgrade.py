@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 import time
 
 from sqlalchemy import select
@@ -27,13 +28,13 @@ from sqlalchemy import select
 from audiosim.analysis import Analysis, features_from_frames
 from audiosim.config import AnalysisParams, analysis_key
 from audiosim.library.db import Library
-from audiosim.library.frames import OldFramesError, load_frames
+from audiosim.library.frames import OldFramesError, load_stored_frames
 from audiosim.library.models import STATUS_INDEXED, Asset
 from audiosim.tasks import NullState, TaskState
 
 # Kept from the old library: the user's choice of analysis, not a property of the code. The frame fields
 # among them never change in an upgrade, so stored frames serve whenever their format holds what the new
-# embedding needs (load_frames refuses those that do not).
+# embedding needs (load_stored_frames refuses those that do not).
 FRAME_FIELDS = ("sample_rate", "n_mfcc", "n_mels", "n_fft", "hop_length", "fmin", "fmax")
 KEPT_FIELDS = FRAME_FIELDS + ("segment_seconds", "segment_hop_seconds")
 COMMIT_EVERY = 64
@@ -145,8 +146,8 @@ def _from_frames(library: Library, asset: Asset) -> Analysis | None:
     if not asset.frames_file:
         return None
     try:
-        frames, _ = load_frames(library.folder / asset.frames_file)
-    except (OldFramesError, OSError, KeyError, ValueError):
+        frames, _ = load_stored_frames(library.folder, asset.frames_file, library.frames_db)
+    except (OldFramesError, OSError, KeyError, ValueError, sqlite3.Error):
         return None
     windows, segment_vectors, file_vector = features_from_frames(frames, library.params)
     return Analysis(

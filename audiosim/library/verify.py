@@ -4,8 +4,8 @@ Problems found (each a ``{"kind", "message", "count"}``):
 
 * ``missing_vectors`` / ``orphan_vectors``: the vector store and the DB disagree;
 * ``damaged_store``: a vector store file cannot be read (repair rebuilds it from the DB);
-* ``missing_frames``: an indexed asset's frame file is gone or unreadable;
-* ``orphan_frames``: a frame file no asset refers to (left by a crash);
+* ``missing_frames``: an indexed asset's stored frames are gone (its row of ``frames.db`` or its file);
+* ``orphan_frames``: stored frames no asset refers to (left by a crash);
 * ``vanished_files`` / ``changed_files``: the audio file is gone, or changed since it was indexed.
 """
 
@@ -19,7 +19,7 @@ from audiosim.analysis import fingerprint_file
 from audiosim.crashpoints import crash_point
 from audiosim.errors import StoreError
 from audiosim.library.db import Library
-from audiosim.library.frames import unreferenced_frame_files
+from audiosim.library.frames import is_inline, unreferenced_frames
 from audiosim.library.models import STATUS_INDEXED, Asset
 
 
@@ -49,16 +49,21 @@ def find_problems(library: Library) -> tuple[list[dict], dict[str, list]]:
         if orphans:
             problems.append(_problem("orphan_vectors", f"{len(orphans)} {name} vectors have no DB row",
                                      orphans))
-    missing_frames = [a for a in indexed if not a.frames_file or not (library.folder / a.frames_file).is_file()]
+    rows = library.frames_db.keys()
+
+    def stored(key: str | None) -> bool:
+        return bool(key) and (key in rows if is_inline(key) else (library.folder / key).is_file())
+
+    missing_frames = [a for a in indexed if not stored(a.frames_file)]
     if missing_frames:
         raw["missing_frames"] = missing_frames
-        problems.append(_problem("missing_frames", f"{len(missing_frames)} assets lost their frame files",
+        problems.append(_problem("missing_frames", f"{len(missing_frames)} assets lost their stored frames",
                                  [a.path for a in missing_frames]))
-    orphan_frames = unreferenced_frame_files(library.folder, referenced)
+    orphan_frames = unreferenced_frames(library.folder, library.frames_db, referenced)
     if orphan_frames:
         raw["orphan_frames"] = orphan_frames
-        problems.append(_problem("orphan_frames", f"{len(orphan_frames)} frame files belong to no asset",
-                                 [p.name for p in orphan_frames]))
+        problems.append(_problem("orphan_frames", f"{len(orphan_frames)} stored frames belong to no asset",
+                                 orphan_frames))
     vanished, changed = [], []
     for asset in indexed:
         try:

@@ -1,6 +1,7 @@
 """Writes to a library, in the one order that keeps the metadata DB and the vector stores in agreement.
 
-1. frame files are written under a fresh name, so an unfinished write is only an orphan;
+1. frames are stored under a fresh key (``frames.db`` rows, or files for long files; see
+   :mod:`audiosim.library.frames`), so an unfinished write is only an orphan;
 2. one DB transaction commits assets and segments *with their vectors* — this is the commit point;
 3. the vector stores are updated in memory and saved atomically from time to time.
 
@@ -11,9 +12,11 @@ vector can never stand for a new segment.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import secrets
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,7 +31,8 @@ from audiosim.crashpoints import crash_point
 from audiosim.errors import LibraryError
 from audiosim.library.db import Library, db_reason
 from audiosim.features.mfcc import Frames
-from audiosim.library.frames import frames_path, save_frames, unreferenced_frame_files
+from audiosim.library.frames import INLINE_MAX_FRAMES, delete_frames, frames_path, save_frames, \
+    unreferenced_frames
 from audiosim.library.models import STATUS_FAILED, STATUS_INDEXED, Asset, Segment, display_name
 
 
@@ -47,16 +51,18 @@ class LibraryWriter:
                removed_asset_ids: list[int] = ()) -> None:
         """Commit a batch of results in one transaction, then update the stores.
 
-        A failed write (disk full, read-only disk, database error) rolls the transaction back and raises
-        :class:`LibraryError`; frame files written for it are orphans that ``verify --repair`` removes.
+        A failed write (disk full, read-only disk, database error) rolls the transaction back, deletes the
+        frames stored for it and raises :class:`LibraryError` (frames it could not delete are orphans that
+        ``verify --repair`` removes).
         """
-        written: list[Path] = []
+        written: list[str] = []
         try:
             self._commit(analyses, failures, removed_asset_ids, written)
-        except (OSError, SQLAlchemyError) as exc:
-            for path in written:  # the transaction was rolled back: these belong to nothing
-                path.unlink(missing_ok=True)
-            reason = db_reason(exc) if isinstance(exc, SQLAlchemyError) else (exc.strerror or str(exc))
+        except (OSError, SQLAlchemyError, sqlite3.Error) as exc:
+            with contextlib.suppress(OSError, sqlite3.Error):  # rolled back: these belong to nothing
+                delete_frames(self.library.folder, self.library.frames_db, written)
+            reason = db_reason(exc) if isinstance(exc, SQLAlchemyError) else \
+                str(exc) if isinstance(exc, sqlite3.Error) else (exc.strerror or str(exc))
             raise LibraryError(f"cannot write to the library {self.library.folder}: {reason}") from exc
         crash_point("index-batch-committed")
 
@@ -85,21 +91,18 @@ class LibraryWriter:
                                 [{"path": p, "name": display_name(os.path.basename(p)), "folder": os.path.dirname(p),
                                   "status": STATUS_FAILED, "n_segments": 0} for p in new_paths]).all()
                 known.update({p: (asset_id, None) for p, asset_id in zip(new_paths, ids)})
+            frame_keys = self._store_frames(analyses, [known[r.path][0] for r in analyses], written)
             updates, segment_vectors = [], []
             file_vectors: dict[int, np.ndarray | None] = {}
-            for result in analyses:
+            for result, frames_key in zip(analyses, frame_keys):
                 asset_id = known[result.path][0]
-                frames_file = frames_path(lib.folder, asset_id, secrets.token_hex(4))
-                written.append(frames_file)
                 file_vectors[asset_id] = result.file_vector
-                updates.append(_indexed_row(asset_id, result, self.key, now,
-                                            str(frames_file.relative_to(lib.folder))))
+                updates.append(_indexed_row(asset_id, result, self.key, now, frames_key))
                 segment_vectors.append(result.segment_vectors)
             for failure in failures:
                 asset_id = known[failure.path][0]
                 file_vectors[asset_id] = None
                 updates.append(_failed_row(asset_id, failure, self.key, now))
-            _save_all_frames(list(zip(written, (r.frames for r in analyses))), params)  # before the commit
             if updates:
                 s.execute(update(Asset), updates)  # bulk UPDATE by primary key
             new_segment_ids = _insert_segments(s, [(known[r.path][0], r) for r in analyses], params)
@@ -117,17 +120,34 @@ class LibraryWriter:
             keep = [(a, v) for a, v in file_vectors.items() if v is not None]
             if keep:
                 files.add(np.asarray([a for a, _ in keep], np.int64), np.stack([v for _, v in keep]))
-        for rel in old_frame_files:
-            (lib.folder / rel).unlink(missing_ok=True)
+        delete_frames(lib.folder, lib.frames_db, old_frame_files)
         self._dirty = True
 
+    def _store_frames(self, analyses: list[Analysis], asset_ids: list[int], written: list[str]) -> list[str]:
+        """Store each analysis's frames before the commit that refers to them; their keys, in order.
+        Short files' frames go into ``frames.db`` in one transaction, longer ones each into a file."""
+        lib = self.library
+        keys: list[str | None] = [None] * len(analyses)
+        short = [i for i, r in enumerate(analyses) if len(r.frames) <= INLINE_MAX_FRAMES]
+        for i, key in zip(short, lib.frames_db.put([analyses[i].frames for i in short], lib.params)):
+            keys[i] = key
+            written.append(key)
+        files = []
+        for i, result in enumerate(analyses):
+            if keys[i] is None:
+                path = frames_path(lib.folder, asset_ids[i], secrets.token_hex(4))
+                keys[i] = str(path.relative_to(lib.folder))
+                written.append(keys[i])
+                files.append((path, result.frames))
+        _save_all_frames(files, lib.params)
+        return keys
+
     def sweep_orphan_frames(self) -> int:
-        """Delete frame files no asset refers to (a crash between writing one and committing it)."""
+        """Delete stored frames no asset refers to (a crash between storing them and committing)."""
         with self.library.Session() as s:
             referenced = set(s.scalars(select(Asset.frames_file).where(Asset.frames_file.is_not(None))))
-        orphans = unreferenced_frame_files(self.library.folder, referenced)
-        for path in orphans:
-            path.unlink(missing_ok=True)
+        orphans = unreferenced_frames(self.library.folder, self.library.frames_db, referenced)
+        delete_frames(self.library.folder, self.library.frames_db, orphans)
         return len(orphans)
 
     def save(self) -> None:
@@ -192,9 +212,8 @@ FRAME_WRITERS = 8
 
 
 def _save_all_frames(files: list[tuple[Path, Frames]], params: AnalysisParams) -> None:
-    """Write a batch's frame files, several at a time: creating a file waits on the file system's journal
-    (2-3 ms a file on a busy disk, 1,776 one-shots: 4.7 s of the single writer's time, which then could not
-    keep up with two workers) far longer than it needs the CPU. Raises the first failure once all are done."""
+    """Write a batch's frame files (long files'), several at a time: creating a file can wait on the file
+    system's journal far longer than it needs the CPU. Raises the first failure once all are done."""
     if len(files) <= 1:
         for path, frames in files:
             _save_frames(path, frames, params)
