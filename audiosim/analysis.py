@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from audiosim.config import AnalysisParams
-from audiosim.features.embedding import embed_windows, file_embedding
+from audiosim.features.embedding import embed_windows, file_descriptor, file_embedding, raw_dim, transform, \
+    window_descriptors
 from audiosim.features.mfcc import FrameBatch, Frames, MfccStream
 from audiosim.features.segments import segment_windows
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from audiosim.audio.loudness import Loudness
 
 _FINGERPRINT_CHUNK = 1 << 16
+_EMBED_TOGETHER_MAX_WINDOWS = 256  # longer files are embedded on their own, in steps (memory stays flat)
 _CENTROID_FLOOR_DB = -60.0  # the mean spectral centroid (a filterable descriptor) ignores quieter frames
 
 PART_SECONDS = 60  # a long file is analysed in parts of this length (whole seconds: see plan_parts)
@@ -144,8 +146,43 @@ def features_from_frames(frames: Frames, params: AnalysisParams
     return windows, vectors, file_embedding(frames, params)
 
 
-def analyze_file(path: str | os.PathLike, params: AnalysisParams) -> Analysis:
-    """Analyse a file in bounded memory. Raises :class:`audiosim.errors.DecodeError` when unreadable."""
+def embed_analyses(analyses: list[Analysis], params: AnalysisParams) -> None:
+    """Give analyses made with ``embed=False`` their segment and file vectors, as
+    :func:`features_from_frames` would, with one pass of the learned map over all of them: its 2.5 MB of
+    constants are read from memory once for the batch instead of once a file (a worker's other work
+    evicts them from the cache between files). Its rows are computed alike whatever shares the pass
+    (:meth:`~audiosim.features.embedding.Transform.apply`), so the vectors are the same bits."""
+    rows: list[np.ndarray] = []
+    together: list[tuple[Analysis, bool]] = []  # (analysis, whether a file-descriptor row follows its windows)
+    for analysis in analyses:
+        if len(analysis.windows) > _EMBED_TOGETHER_MAX_WINDOWS:  # a long file: its own steps, memory flat
+            _, analysis.segment_vectors, analysis.file_vector = features_from_frames(analysis.frames, params)
+            continue
+        raw = np.empty((len(analysis.windows), raw_dim(params.n_mfcc)))
+        for members, block in window_descriptors(analysis.frames, analysis.windows, params):
+            raw[members] = block
+        rows.append(raw)
+        # One segment over the whole file: the file's vector is that segment's (see features_from_frames).
+        whole = None if analysis.windows == [(0, len(analysis.frames))] else file_descriptor(analysis.frames, params)
+        if whole is not None:
+            rows.append(whole[None])
+        together.append((analysis, whole is not None))
+    if not together:
+        return
+    vectors = transform().apply(np.concatenate(rows))
+    at = 0
+    for analysis, has_file_row in together:
+        n = len(analysis.windows)
+        analysis.segment_vectors, at = vectors[at:at + n], at + n
+        if has_file_row:
+            analysis.file_vector, at = vectors[at], at + 1
+        elif analysis.windows == [(0, len(analysis.frames))]:
+            analysis.file_vector = analysis.segment_vectors[0].copy()
+
+
+def analyze_file(path: str | os.PathLike, params: AnalysisParams, *, embed: bool = True) -> Analysis:
+    """Analyse a file in bounded memory. Raises :class:`audiosim.errors.DecodeError` when unreadable.
+    With ``embed=False`` its vectors are left to :func:`embed_analyses` (``segment_vectors`` is None)."""
     from audiosim.audio.decode import MonoResampler, open_audio
     from audiosim.audio.loudness import LoudnessMeter
 
@@ -172,7 +209,10 @@ def analyze_file(path: str | os.PathLike, params: AnalysisParams) -> Analysis:
 
         raise DecodeError("0 audio frames")
     frames = collector.frames()
-    windows, segment_vectors, file_vector = features_from_frames(frames, params)
+    if embed:
+        windows, segment_vectors, file_vector = features_from_frames(frames, params)
+    else:
+        windows, segment_vectors, file_vector = segment_windows(frames.rms_db, params), None, None
     loudness = meter.measurement()
     return Analysis(
         path=path, size=st.st_size, mtime=st.st_mtime, fingerprint=fingerprint,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audiosim.analysis import Analysis, Failure, FilePart, PartAnalysis, analyze_file, analyze_part, assemble, \
-    fingerprint_file, plan_parts
+    embed_analyses, fingerprint_file, plan_parts
 from audiosim.crashpoints import crash_point
 from audiosim.config import AUDIO_EXTENSIONS, AnalysisParams
 from audiosim.errors import DecodeError
@@ -44,6 +44,7 @@ _NOT_AUDIO = frozenset({
 })
 
 COMMIT_EVERY_FILES = 64
+BATCH_FILES = 8  # short files a worker analyses per task, embedding them together
 COMMIT_EVERY_SECONDS = 1.0
 SAVE_EVERY_SECONDS = 30.0
 
@@ -80,12 +81,12 @@ class _Job:
 _Result = tuple[_Job, "Analysis | PartAnalysis | None", "Failure | None"]
 
 
-def _analyze_job(job: _Job) -> _Result:
+def _analyze_job(job: _Job, *, embed: bool = True) -> _Result:
     """Runs in a worker: never raises, so one bad file cannot stop the run."""
     try:
         if job.part is not None:
             return job, analyze_part(job.part, job.params), None
-        return job, analyze_file(job.path, job.params), None
+        return job, analyze_file(job.path, job.params, embed=embed), None
     except DecodeError as exc:
         error = str(exc)
     except MemoryError:
@@ -93,6 +94,37 @@ def _analyze_job(job: _Job) -> _Result:
     except Exception as exc:  # noqa: BLE001 - report any bug as this file's failure, keep going
         error = f"unexpected error: {type(exc).__name__}: {exc}"
     return job_failure(job, error)
+
+
+def _analyze_jobs(jobs: tuple[_Job, ...]) -> list[_Result]:
+    """Runs in a worker: several jobs, the whole files' vectors from one pass of the learned map
+    (:func:`audiosim.analysis.embed_analyses`: the same vectors as one file at a time)."""
+    results = [_analyze_job(job, embed=False) for job in jobs]
+    whole = [r for r in results if r[0].part is None and r[1] is not None]
+    try:
+        embed_analyses([analysis for _, analysis, _ in whole], jobs[0].params)
+    except Exception as exc:  # noqa: BLE001 - as _analyze_job: these files' failure, not the run's
+        failed = {id(r) for r in whole}
+        return [job_failure(r[0], f"unexpected error: {type(exc).__name__}: {exc}") if id(r) in failed else r
+                for r in results]
+    return results
+
+
+def _batches(jobs: list[_Job], size: int) -> list[tuple[_Job, ...]]:
+    """Consecutive whole-file jobs in batches of up to ``size``; each part of a long file alone."""
+    batches: list[tuple[_Job, ...]] = []
+    files: list[_Job] = []
+    for job in jobs:
+        if job.part is not None:
+            batches.append((job,))
+            continue
+        files.append(job)
+        if len(files) == size:
+            batches.append(tuple(files))
+            files = []
+    if files:
+        batches.append(tuple(files))
+    return batches
 
 
 def job_failure(job: _Job, error: str) -> _Result:
@@ -255,7 +287,8 @@ def _in_process(jobs: list[_Job]) -> Iterator:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # small matrices: BLAS threads only add overhead
-        yield from map(_analyze_job, jobs)
+        for batch in _batches(jobs, BATCH_FILES):
+            yield from _analyze_jobs(batch)
 
 
 class _Pool:
@@ -279,8 +312,10 @@ class _Pool:
     def imap(self, jobs: list[_Job]) -> Iterator:
         if self._pool is None:
             return _in_process(jobs)
-        chunk = max(1, min(8, len(jobs) // (self.workers * 16) or 1))
-        return self._pool.imap_unordered(_analyze_job, jobs, chunksize=chunk)
+        # Batches of up to 8 files, fewer when there are few (every worker should get a share early).
+        size = max(1, min(BATCH_FILES, len(jobs) // (self.workers * 16) or 1))
+        batches = self._pool.imap_unordered(_analyze_jobs, _batches(jobs, size))
+        return (result for batch in batches for result in batch)
 
     def close(self, *, cancelled: bool) -> None:
         """Wait for the workers to finish (or stop them when ``cancelled``); idempotent."""

@@ -29,6 +29,7 @@ grows, and the same function embeds a segment window and a whole file.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
 
@@ -50,6 +51,7 @@ PATCH_FLOOR_DB = -40.0
 LOW_SPANS = ((0, 1), (1, 2), (2, 4), (4, 8), (8, 16), (16, 32), (32, 64))
 LOW_CLIP_DB = -25.0
 _CHUNK = 8192  # frames per step when a whole long file is one block
+APPLY_ROWS = 16  # rows per product of the learned map (see Transform.apply)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,8 +242,25 @@ class Transform:
         return self.projection.shape[1]
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
-        """[shape=(B, raw_dim)] → [shape=(B, dim)] float32, computed in the constants' precision."""
-        z = (np.asarray(raw, self.mu.dtype) - self.mu) / self.sigma
+        """[shape=(B, raw_dim)] → [shape=(B, dim)] float32, computed in the constants' precision.
+
+        The rows go through the products :data:`APPLY_ROWS` at a time (the last block padded): BLAS rounds
+        a row differently with the number of rows beside it (~1e-6), so a row's vector would otherwise
+        depend on what else was in its batch. Blocked, it depends on the row alone, and the indexer can
+        embed many files at once and still give each the vectors a query or another pool computes."""
+        raw = np.asarray(raw, self.mu.dtype)
+        if len(raw) == APPLY_ROWS:
+            return self._apply_block(raw)
+        out = np.empty((len(raw), self.dim), np.float32)
+        for start in range(0, len(raw), APPLY_ROWS):
+            block = raw[start:start + APPLY_ROWS]
+            if len(block) < APPLY_ROWS:
+                block = np.concatenate([block, np.zeros((APPLY_ROWS - len(block), raw.shape[1]), raw.dtype)])
+            out[start:start + APPLY_ROWS] = self._apply_block(block)[:len(raw) - start]
+        return out
+
+    def _apply_block(self, raw: np.ndarray) -> np.ndarray:
+        z = (raw - self.mu) / self.sigma
         parts = []
         for layers in self.networks:
             h = z
@@ -291,18 +310,10 @@ def embedding_dim(params: AnalysisParams) -> int:
     return transform().dim
 
 
-def embed_blocks(mfcc: np.ndarray, rms_db: np.ndarray, low: np.ndarray, params: AnalysisParams) -> np.ndarray:
-    """Embeddings of equally long blocks (see :func:`raw_descriptors`) → [shape=(B, dim)] float32."""
-    return transform().apply(raw_descriptors(mfcc, rms_db, low, params))
-
-
-def embed_windows(frames: Frames, windows: list[tuple[int, int]], params: AnalysisParams, *,
-                  batch: int = 256) -> np.ndarray:
-    """Embeddings of frame windows ``[start, stop)`` [shape=(len(windows), dim)] float32, ``batch`` windows
-    at a time so that memory stays flat however long the file is."""
-    out = np.empty((len(windows), embedding_dim(params)), np.float32)
-    if not windows:
-        return out
+def window_descriptors(frames: Frames, windows: list[tuple[int, int]], params: AnalysisParams, *,
+                       batch: int = 256) -> Iterator[tuple[list[int], np.ndarray]]:
+    """The raw descriptors of frame windows ``[start, stop)``, ``batch`` windows of one length at a time:
+    (their indices in ``windows``, [shape=(len(indices), raw_dim)])."""
     by_length: dict[int, list[int]] = {}
     for i, (start, stop) in enumerate(windows):
         by_length.setdefault(stop - start, []).append(i)
@@ -313,12 +324,27 @@ def embed_windows(frames: Frames, windows: list[tuple[int, int]], params: Analys
             rows = members[i:i + batch]
             starts = np.array([windows[r][0] for r in rows])
             mfcc, rms, low = (v[starts] for v in views)
-            out[rows] = embed_blocks(mfcc.transpose(0, 2, 1), rms, low.transpose(0, 2, 1), params)
+            yield rows, raw_descriptors(mfcc.transpose(0, 2, 1), rms, low.transpose(0, 2, 1), params)
+
+
+def embed_windows(frames: Frames, windows: list[tuple[int, int]], params: AnalysisParams, *,
+                  batch: int = 256) -> np.ndarray:
+    """Embeddings of frame windows ``[start, stop)`` [shape=(len(windows), dim)] float32, ``batch`` windows
+    at a time so that memory stays flat however long the file is."""
+    out = np.empty((len(windows), embedding_dim(params)), np.float32)
+    for rows, raw in window_descriptors(frames, windows, params, batch=batch):
+        out[rows] = transform().apply(raw)
     return out
+
+
+def file_descriptor(frames: Frames, params: AnalysisParams) -> np.ndarray | None:
+    """The raw descriptor of the whole file [shape=(raw_dim,)]; None when it is silent."""
+    if len(frames) == 0 or float(np.max(frames.rms_db)) < params.silence_db:
+        return None
+    return raw_file_descriptor(frames, params)
 
 
 def file_embedding(frames: Frames, params: AnalysisParams) -> np.ndarray | None:
     """One vector for the whole file (the same description over all of it); None when it is silent."""
-    if len(frames) == 0 or float(np.max(frames.rms_db)) < params.silence_db:
-        return None
-    return transform().apply(raw_file_descriptor(frames, params)[None])[0]
+    raw = file_descriptor(frames, params)
+    return None if raw is None else transform().apply(raw[None])[0]

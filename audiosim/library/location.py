@@ -1,9 +1,10 @@
 """Where a library's metadata DB and vectors live, and who may write to a shared one.
 
-A library folder always holds the stored frames (``frames.db`` and frame files). Its metadata DB is ``library.db`` in the folder unless a
-URL was given (``--db`` / ``AUDIOSIM_DB_URL``); then ``library.json`` in the folder records that URL, so
-the folder alone reopens the library. The vector-store spec is recorded in the DB (meta ``store_spec``),
-so every machine that opens a shared DB uses the same store.
+A library folder always holds the stored frames (``frames.db`` and frame files). Its metadata DB is
+``library.db`` in the folder unless a URL was given (``--db`` / ``AUDIOSIM_DB_URL``); then
+``library.json`` in the folder records that URL, so the folder alone reopens the library. The
+vector-store spec is recorded in the DB (meta ``store_spec``), so every machine that opens a shared DB
+uses the same store.
 
 On PostgreSQL the single-writer rule is a session-level advisory lock held on a connection of its own
 for as long as the library is open for writing: it works across machines (a local lock file cannot) and
