@@ -1,5 +1,6 @@
 """Where an indexing worker's time goes, per file: the analysis of each file run in this process as a
-worker runs it (one BLAS thread, glibc keeping freed memory), whole and split by stage.
+worker runs it (batches of files embedded together, one BLAS thread, glibc keeping freed memory), whole
+and split by stage.
 
     .venv/bin/python bench/worker_profile.py FOLDER [--every 3] [--rounds 3]
 
@@ -56,9 +57,11 @@ def _timed(spent: collections.Counter, function, label: str):
 
 
 def _round(files: list[str], params: AnalysisParams) -> float:
+    """One pass over ``files`` as the workers take them: batches of ``BATCH_FILES`` embedded together."""
+    batches = indexer._batches([indexer._Job(path, params) for path in files], indexer.BATCH_FILES)
     started = time.perf_counter()
-    for path in files:
-        indexer._analyze_job(indexer._Job(path, params))
+    for batch in batches:
+        indexer._analyze_jobs(batch)
     return time.perf_counter() - started
 
 
