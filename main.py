@@ -2,7 +2,7 @@
 
 import sys
 
-from audiosim.cli import main
+from audiosim.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -1,5 +1,5 @@
 import sys
 
-from audiosim.cli import main
+from audiosim.cli import run
 
-sys.exit(main())
+sys.exit(run())
