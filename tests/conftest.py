@@ -35,14 +35,29 @@ class CliResult:
 def stored_frame_count(library: Path) -> int:
     """How many blocks of frames a library holds (rows of ``frames.db`` and frame files), read as any other
     process would while a writer may be at work."""
-    files = sum(1 for _ in (library / "frames").rglob("*.npy")) if (library / "frames").exists() else 0
+    return _frames_db_value(library, "select count(*) from frames") + _frame_files(library)
+
+
+def frames_ever_written(library: Path) -> int:
+    """How many blocks of frames a library has ever stored: ``frames.db``'s row-id counter (never goes back,
+    even when a commit replaces rows at once) plus the frame files present. It grows the moment a run
+    starts writing."""
+    return _frames_db_value(library, "select seq from sqlite_sequence where name = 'frames'") + _frame_files(library)
+
+
+def _frame_files(library: Path) -> int:
+    return sum(1 for _ in (library / "frames").rglob("*.npy")) if (library / "frames").exists() else 0
+
+
+def _frames_db_value(library: Path, query: str) -> int:
     if not (library / "frames.db").exists():
-        return files
+        return 0
     try:
         with sqlite3.connect(f"file:{library / 'frames.db'}?mode=ro", uri=True, timeout=30) as db:
-            return files + db.execute("select count(*) from frames").fetchone()[0]
+            row = db.execute(query).fetchone()
     except sqlite3.OperationalError:  # created, its table not yet committed
-        return files
+        return 0
+    return row[0] if row else 0
 
 
 def run_cli(*args: str | os.PathLike, library: Path | None = None, timeout: float = 600,

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 from sqlalchemy import func, select
 
-from tests.conftest import ROOT, run_cli, stored_frame_count
+from tests.conftest import ROOT, frames_ever_written, run_cli
 
 KILLS = 50
 
@@ -55,13 +55,14 @@ def test_fifty_random_kills(tmp_path):
         for path in rng.choice(present, size=min(12, len(present)), replace=False):
             data, sr = sf.read(path)
             sf.write(path, data * float(rng.uniform(0.5, 0.9)), sr)
-        before = stored_frame_count(lib)
+        before = frames_ever_written(lib)
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
                                 start_new_session=True)
-        # Kill once the run has started writing, after a random extra moment.
-        while proc.poll() is None and stored_frame_count(lib) <= before:
-            time.sleep(0.005)
-        time.sleep(float(rng.uniform(0.0, 0.2)))
+        # Kill once the run has started writing, after a random extra moment within what is left of its
+        # writes (a round's ~20 files are one commit: frames, DB transaction, stores, then the exit).
+        while proc.poll() is None and frames_ever_written(lib) <= before:
+            time.sleep(0.002)
+        time.sleep(float(rng.uniform(0.0, 0.05)))
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             kills += 1
