@@ -249,8 +249,6 @@ class Transform:
         depend on what else was in its batch. Blocked, it depends on the row alone, and the indexer can
         embed many files at once and still give each the vectors a query or another pool computes."""
         raw = np.asarray(raw, self.mu.dtype)
-        if len(raw) == APPLY_ROWS:
-            return self._apply_block(raw)
         out = np.empty((len(raw), self.dim), np.float32)
         for start in range(0, len(raw), APPLY_ROWS):
             block = raw[start:start + APPLY_ROWS]

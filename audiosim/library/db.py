@@ -34,7 +34,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from audiosim.config import AnalysisParams, analysis_key, default_library_dir
 from audiosim.crashpoints import crash_point
 from audiosim.errors import LibraryError, LibraryIncompleteError, LibraryLockedError
-from audiosim.library.location import DB_FILE, DatabaseWriterLock, display_db_url, remember_db_url, resolve_db_url
+from audiosim.library.location import DB_FILE, DatabaseWriterLock, display_db_url, read_only_sqlite_uri, \
+    remember_db_url, resolve_db_url
 from audiosim.library.models import ASSET_ROW_COLUMNS, STATUS_FAILED, STATUS_INDEXED, Asset, AssetRow, Meta, Segment
 from audiosim.library.schema import MIGRATIONS, SCHEMA_VERSION, prepare_schema, write_meta  # noqa: F401
 from audiosim.library.segment_table import SegmentRows, SegmentTable, segment_rows
@@ -79,12 +80,8 @@ def transactional_sqlite(engine: Engine) -> Engine:
 
 
 def _read_only_connector(db_file: Path) -> Callable[[], sqlite3.Connection]:
-    """Opens connections that never write; on a read-only filesystem (no WAL index can be made, and no one
-    can write either) the database is opened as immutable."""
-    from urllib.parse import quote
-
-    read_only_fs = bool(os.statvfs(db_file.parent).f_flag & os.ST_RDONLY)
-    uri = f"file:{quote(str(db_file))}?mode=ro" + ("&immutable=1" if read_only_fs else "")
+    """Opens connections that never write (see :func:`read_only_sqlite_uri`)."""
+    uri = read_only_sqlite_uri(db_file)
 
     def connect() -> sqlite3.Connection:
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)

@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
 import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import numpy as np
 
 from audiosim.config import AnalysisParams
 from audiosim.features.mfcc import N_LOW_BANDS, Frames, frame_times
+from audiosim.library.location import read_only_sqlite_uri
 
 
 def frames_dtype(n_mfcc: int) -> np.dtype:
@@ -103,9 +102,8 @@ class FramesDB:
             else:
                 if not self.path.exists():
                     return None
-                read_only_fs = bool(os.statvfs(self.path.parent).f_flag & os.ST_RDONLY)
-                uri = f"file:{quote(str(self.path))}?mode=ro" + ("&immutable=1" if read_only_fs else "")
-                conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+                conn = sqlite3.connect(read_only_sqlite_uri(self.path), uri=True, check_same_thread=False,
+                                       timeout=30)
             conn.execute("PRAGMA busy_timeout=30000")
             self._conn = conn
         return self._conn

@@ -23,6 +23,15 @@ from audiosim.errors import LibraryError, LibraryLockedError
 from audiosim.stores.base import redact_url
 
 DB_FILE = "library.db"  # the SQLite metadata database in a library folder
+
+
+def read_only_sqlite_uri(db_file: Path) -> str:
+    """The URI a reader opens an SQLite file of a library with: read-only, and immutable on a read-only file
+    system (no WAL index can be made there, and no one can write either)."""
+    from urllib.parse import quote
+
+    read_only_fs = bool(os.statvfs(db_file.parent).f_flag & os.ST_RDONLY)
+    return f"file:{quote(str(db_file))}?mode=ro" + ("&immutable=1" if read_only_fs else "")
 POINTER_FILE = "library.json"
 # pg_try_advisory_lock key: "audiosim" in ASCII; one library per database, so one key per database
 WRITER_LOCK_KEY = 0x617564696F73696D
