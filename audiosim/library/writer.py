@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from audiosim.analysis import Analysis, Failure
@@ -85,12 +85,11 @@ class LibraryWriter:
                 if replaced else []
             if old_segment_ids:
                 s.execute(delete(Segment).where(Segment.asset_id.in_(replaced)))
+            # New assets get ids reserved up front and go in with their whole row: one INSERT without
+            # RETURNING, which SQLAlchemy runs row by row on SQLite to keep the ids in order.
             new_paths = [p for p in paths if p not in known]
-            if new_paths:
-                ids = s.scalars(insert(Asset).returning(Asset.id, sort_by_parameter_order=True),
-                                [{"path": p, "name": display_name(os.path.basename(p)), "folder": os.path.dirname(p),
-                                  "status": STATUS_FAILED, "n_segments": 0} for p in new_paths]).all()
-                known.update({p: (asset_id, None) for p, asset_id in zip(new_paths, ids)})
+            known.update({p: (asset_id, None) for p, asset_id in zip(new_paths, reserve_ids(s, Asset.__table__,
+                                                                                           len(new_paths)))})
             frame_keys = self._store_frames(analyses, [known[r.path][0] for r in analyses], written)
             updates, segment_vectors = [], []
             file_vectors: dict[int, np.ndarray | None] = {}
@@ -103,6 +102,12 @@ class LibraryWriter:
                 asset_id = known[failure.path][0]
                 file_vectors[asset_id] = None
                 updates.append(_failed_row(asset_id, failure, self.key, now))
+            fresh = set(new_paths)
+            inserts = [dict(row, path=p, name=display_name(os.path.basename(p)), folder=os.path.dirname(p))
+                       for p, row in zip(paths, updates) if p in fresh]
+            updates = [row for p, row in zip(paths, updates) if p not in fresh]
+            if inserts:
+                s.execute(insert(Asset.__table__), inserts)
             if updates:
                 s.execute(update(Asset), updates)  # bulk UPDATE by primary key
             new_segment_ids = _insert_segments(s, [(known[r.path][0], r) for r in analyses], params)
@@ -195,17 +200,44 @@ SEGMENT_ROWS_AT_ONCE = 4096  # a 2 h file has 14,000 segments: their rows are bu
 
 
 def _insert_segments(s, results: list[tuple[int, Analysis]], params) -> np.ndarray:
-    """Insert the segment rows (each with its vector) of ``(asset id, analysis)`` pairs in order; their new
-    ids, in the same order. Core inserts: the ORM's bulk path cost twice as much per row."""
+    """Insert the segment rows (each with its vector) of ``(asset id, analysis)`` pairs in order, under
+    ids reserved for them (:func:`reserve_ids`); those ids, in the same order. Core inserts: the ORM's bulk
+    path cost twice as much per row."""
     table = Segment.__table__
-    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    count = sum(len(result.windows) for _, result in results)
+    ids = np.asarray(reserve_ids(s, table, count), np.int64)
     rows = ({"asset_id": asset_id, "start": t0, "end": t1, "embedding": v.tobytes()}
             for asset_id, result in results
             for (t0, t1), v in zip(result.segment_times(params), result.segment_vectors))
-    ids: list[int] = []
+    statement = insert(table)
+    at = 0
     while chunk := list(itertools.islice(rows, SEGMENT_ROWS_AT_ONCE)):
-        ids += s.execute(statement, chunk).scalars().all()
-    return np.asarray(ids, np.int64)
+        for row, segment_id in zip(chunk, ids[at:at + len(chunk)].tolist()):
+            row["id"] = segment_id
+        s.execute(statement, chunk)
+        at += len(chunk)
+    return ids
+
+
+def reserve_ids(s, table, count: int) -> list[int]:
+    """``count`` new ids of ``table`` (an ``AUTOINCREMENT`` / serial key), never used before, for rows the
+    caller inserts with them in this transaction. The library's single writer only (its lock makes the
+    reservation safe on SQLite; PostgreSQL's sequence is safe anyway)."""
+    if count == 0:
+        return []
+    dialect = s.get_bind().dialect.name
+    if dialect == "sqlite":
+        # AUTOINCREMENT's counter, or the largest id if the counter has no row yet; rows inserted with
+        # larger ids move the counter on, so a deleted id is still never handed out again.
+        last = s.execute(text(
+            f"SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = :name), 0), "
+            f"coalesce((SELECT max(id) FROM {table.name}), 0))"), {"name": table.name}).scalar_one()
+        return list(range(last + 1, last + 1 + count))
+    if dialect == "postgresql":
+        return list(s.scalars(text(
+            "SELECT nextval(pg_get_serial_sequence(:name, 'id')) FROM generate_series(1, :count)"),
+            {"name": table.name, "count": count}))
+    raise LibraryError(f"writing to a {dialect} database is not supported (SQLite or PostgreSQL)")
 
 
 FRAME_WRITERS = 8
