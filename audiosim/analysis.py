@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from audiosim.config import AnalysisParams
-from audiosim.features.embedding import embed_windows, file_descriptor, file_embedding, raw_dim, transform, \
-    window_descriptors
+from audiosim.features.embedding import LONGEST_BLOCK_FRAMES, Blocks, embed_windows, file_embedding, is_silent, \
+    raw_descriptors, raw_file_descriptor, transform
 from audiosim.features.mfcc import FrameBatch, Frames, MfccStream
 from audiosim.features.segments import segment_windows
 
@@ -148,28 +148,34 @@ def features_from_frames(frames: Frames, params: AnalysisParams
 
 def embed_analyses(analyses: list[Analysis], params: AnalysisParams) -> None:
     """Give analyses made with ``embed=False`` their segment and file vectors, as
-    :func:`features_from_frames` would, with one pass of the learned map over all of them: its 2.5 MB of
-    constants are read from memory once for the batch instead of once a file (a worker's other work
-    evicts them from the cache between files). Its rows are computed alike whatever shares the pass
-    (:meth:`~audiosim.features.embedding.Transform.apply`), so the vectors are the same bits."""
-    rows: list[np.ndarray] = []
+    :func:`features_from_frames` would: the same bits, from one pass of the descriptors over all their
+    windows and whole files (:func:`~audiosim.features.embedding.raw_descriptors`: a block's numbers do not
+    depend on what shares the pass) and one pass of the learned map (its 2.5 MB of constants are read from
+    memory once for the batch instead of once a file; :meth:`~audiosim.features.embedding.Transform.apply`
+    computes a row alike whatever shares the pass)."""
+    parts: list[Blocks | np.ndarray] = []  # the rows in order: blocks to describe, or rows described apart
     together: list[tuple[Analysis, bool]] = []  # (analysis, whether a file-descriptor row follows its windows)
     for analysis in analyses:
+        frames = analysis.frames
         if len(analysis.windows) > _EMBED_TOGETHER_MAX_WINDOWS:  # a long file: its own steps, memory flat
-            _, analysis.segment_vectors, analysis.file_vector = features_from_frames(analysis.frames, params)
+            _, analysis.segment_vectors, analysis.file_vector = features_from_frames(frames, params)
             continue
-        raw = np.empty((len(analysis.windows), raw_dim(params.n_mfcc)))
-        for members, block in window_descriptors(analysis.frames, analysis.windows, params):
-            raw[members] = block
-        rows.append(raw)
+        parts.append(Blocks.of(frames, analysis.windows))
         # One segment over the whole file: the file's vector is that segment's (see features_from_frames).
-        whole = None if analysis.windows == [(0, len(analysis.frames))] else file_descriptor(analysis.frames, params)
-        if whole is not None:
-            rows.append(whole[None])
-        together.append((analysis, whole is not None))
+        has_file_row = analysis.windows != [(0, len(frames))] and not is_silent(frames, params)
+        if has_file_row:
+            parts.append(Blocks.of(frames, [(0, len(frames))]) if len(frames) <= LONGEST_BLOCK_FRAMES
+                         else raw_file_descriptor(frames, params)[None])
+        together.append((analysis, has_file_row))
     if not together:
         return
-    vectors = transform().apply(np.concatenate(rows))
+    described = raw_descriptors(Blocks.join([p for p in parts if isinstance(p, Blocks)]), params)
+    raw, at = [], 0
+    for part in parts:
+        if isinstance(part, Blocks):
+            part, at = described[at:at + len(part)], at + len(part)
+        raw.append(part)
+    vectors = transform().apply(np.concatenate(raw))
     at = 0
     for analysis, has_file_row in together:
         n = len(analysis.windows)

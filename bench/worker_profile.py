@@ -40,8 +40,10 @@ STAGES = (  # (owner, attribute, label)
     (mfcc.MfccStream, "process", "mfcc process"),
     (mfcc.MfccStream, "finish", "mfcc finish"),
     (mfcc, "frames_from_signal", "frames (in mfcc)"),
-    (embedding, "raw_descriptors", "window descriptors"),
-    (embedding, "raw_file_descriptor", "file descriptor"),
+    (analysis, "raw_descriptors", "descriptors"),  # a batch's windows and files in one pass
+    (embedding, "raw_descriptors", "descriptors"),  # a long file's windows, 256 at a time
+    (analysis, "raw_file_descriptor", "long file's descriptor"),
+    (embedding, "raw_file_descriptor", "long file's descriptor"),
     (embedding.Transform, "apply", "learned map"),
 )
 

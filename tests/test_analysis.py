@@ -72,3 +72,48 @@ def test_files_embedded_together_get_the_vectors_they_get_alone(tmp_path):
             assert b.file_vector is None
         else:
             np.testing.assert_array_equal(b.file_vector, a.file_vector)
+
+
+def test_a_blocks_descriptors_are_the_same_bits_whatever_shares_the_pass():
+    """raw_descriptors describes many blocks of frames laid end to end (a worker's batch of files): each
+    block's row must be what it gets alone, whatever its length (1 frame, shorter than the envelope's
+    offsets, longer than the 64 frames the patch looks at) and whatever is beside it."""
+    from audiosim.features.embedding import Blocks, raw_descriptors
+    from audiosim.features.mfcc import N_LOW_BANDS, Frames
+
+    params = AnalysisParams()
+    rng = np.random.default_rng(11)
+    n = 900
+    level = np.cumsum(rng.normal(0, 3, n))
+    frames = Frames(rng.normal(0, 20, (n, params.n_mfcc)).astype(np.float16),
+                    np.clip(level - level.max(), -100, 0).astype(np.float16),
+                    rng.uniform(-60, 0, (n, N_LOW_BANDS)).astype(np.float16))
+    frames.rms_db[100:130] = -100.0  # silence inside a block: frames outside the sound
+    windows = [(0, 1), (5, 6), (3, 40), (90, 160), (100, 131), (200, 500), (0, n), (600, 603), (640, 704)]
+    alone = np.concatenate([raw_descriptors(Blocks.of(frames, [w]), params) for w in windows])
+    assert np.isfinite(alone).all()
+    together = raw_descriptors(Blocks.of(frames, windows), params)
+    np.testing.assert_array_equal(together, alone)
+    order = rng.permutation(len(windows))
+    shuffled = raw_descriptors(Blocks.join([Blocks.of(frames, [windows[i]]) for i in order]), params)
+    np.testing.assert_array_equal(shuffled, alone[order])
+
+
+def test_block_descriptors_measure_the_envelope_they_describe():
+    """The level-curve numbers of a block read off a made-up envelope: peak 3 frames in, a 20 dB attack, a
+    10 dB drop 4 frames after the peak, never 40 dB down before the block ends."""
+    from audiosim.features.embedding import Blocks, _level_shape
+    from audiosim.features.mfcc import N_LOW_BANDS, Frames
+
+    params = AnalysisParams()
+    rms = np.array([-60, -30, -15, -6, -8, -10, -12, -17, -20, -30, -35, -40], np.float16)
+    n = len(rms)
+    frames = Frames(np.zeros((n, params.n_mfcc), np.float16), rms, np.zeros((n, N_LOW_BANDS), np.float16))
+    other = Frames(frames.mfcc[:5], np.array([-3, -2, -1, -2, -3], np.float16), frames.low[:5])
+    for blocks, b in ((Blocks.of(frames, [(0, n)]), 0),
+                      (Blocks.join([Blocks.of(other, [(0, 5)]), Blocks.of(frames, [(0, n)])]), 1)):
+        level = _level_shape(blocks)
+        assert level["peak_at"][b] == 3 and level["onset"][b] == 2  # -15 dB: the first frame within 20 dB
+        decay_10, decay_20, decay_40 = np.expm1(level["shape"][b, 7:10])
+        assert round(decay_10) == 4 and round(decay_20) == 6 and round(decay_40) == n - 3  # censored
+        assert round(float(np.expm1(level["shape"][b, 10]))) == 1  # attack: onset to peak

@@ -50,7 +50,7 @@ PATCH_SPANS = ((0, 1), (1, 2), (2, 4), (4, 8), (8, 16), (16, 32), (32, 64))
 PATCH_FLOOR_DB = -40.0
 LOW_SPANS = ((0, 1), (1, 2), (2, 4), (4, 8), (8, 16), (16, 32), (32, 64))
 LOW_CLIP_DB = -25.0
-_CHUNK = 8192  # frames per step when a whole long file is one block
+LONGEST_BLOCK_FRAMES = 8192  # a whole file longer than this is described a chunk of frames at a time
 APPLY_ROWS = 16  # rows per product of the learned map (see Transform.apply)
 
 
@@ -80,46 +80,106 @@ def group_scale(n_mfcc: int) -> np.ndarray:
 
 
 # -- the raw descriptors -------------------------------------------------------------------------------------
-def _level_shape(rms: np.ndarray) -> dict[str, np.ndarray]:
-    """Everything that depends on the level curve alone, for blocks [shape=(B, n)] float32."""
-    b, n = rms.shape
-    peak_at = rms.argmax(axis=1)
-    peak = rms[np.arange(b), peak_at]
-    rel = rms - peak[:, None]
-    active = rms >= np.maximum(peak - ACTIVE_RANGE_DB, -100.0)[:, None]
-    power = np.where(active, np.power(10.0, rel / 10.0, dtype=np.float32), 0.0).astype(np.float32)
-    t = np.arange(n)
-    onset = np.argmax((rel >= ONSET_DB) & (t <= peak_at[:, None]), axis=1)
+# Many blocks (a batch of files' segment windows and whole files) are described in one pass over their frames
+# laid end to end: every reduction over a block's frames is a ``reduceat`` over its stretch alone, so a block's
+# numbers are the same bits whatever else shares the pass (the indexer describes 8 files at once; a query
+# describes one).
+@dataclasses.dataclass(frozen=True)
+class Blocks:
+    """Blocks of frames laid end to end: block b is rows ``starts[b] : starts[b] + lengths[b]`` (never empty).
 
-    after = np.clip(peak_at[:, None] + np.array(ENV_OFFSETS), 0, n - 1)
-    env = np.where(peak_at[:, None] + np.array(ENV_OFFSETS) < n, np.take_along_axis(rel, after, axis=1),
-                   ENV_FLOOR_DB)
+    mfcc : [shape=(N, n_mfcc)]; rms_db : [shape=(N,)] float32; low : [shape=(N, N_LOW_BANDS)];
+    starts, lengths : [shape=(B,)] int64
+    """
+
+    mfcc: np.ndarray
+    rms_db: np.ndarray
+    low: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+
+    @classmethod
+    def of(cls, frames: Frames, windows: list[tuple[int, int]]) -> Blocks:
+        """The frame windows ``[start, stop)`` of one file's frames, in order."""
+        if windows == [(0, len(frames))]:
+            return cls(frames.mfcc, frames.rms_db.astype(np.float32), frames.low, np.zeros(1, np.int64),
+                       np.array([len(frames)], np.int64))
+        bounds = np.array(windows, np.int64).reshape(-1, 2)
+        lengths = bounds[:, 1] - bounds[:, 0]
+        starts = np.cumsum(lengths) - lengths
+        rows = np.arange(int(lengths.sum())) + np.repeat(bounds[:, 0] - starts, lengths)
+        return cls(frames.mfcc[rows], frames.rms_db[rows].astype(np.float32), frames.low[rows], starts, lengths)
+
+    @classmethod
+    def join(cls, parts: list[Blocks]) -> Blocks:
+        if len(parts) == 1:
+            return parts[0]
+        offsets = np.concatenate([[0], np.cumsum([len(p.rms_db) for p in parts])[:-1]])
+        return cls(np.concatenate([p.mfcc for p in parts]), np.concatenate([p.rms_db for p in parts]),
+                   np.concatenate([p.low for p in parts]),
+                   np.concatenate([p.starts + o for p, o in zip(parts, offsets)]),
+                   np.concatenate([p.lengths for p in parts]))
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def frames_after(self, array: np.ndarray, first: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """``array``'s rows ``first[b] + j`` (j < count) of each block b, the block's last row standing in past
+        its end [shape=(B, count, …)], and where that row exists [shape=(B, count)]."""
+        index = first[:, None] + np.arange(count)
+        valid = index < self.lengths[:, None]
+        return array[self.starts[:, None] + np.minimum(index, self.lengths[:, None] - 1)], valid
+
+
+def _level_shape(blocks: Blocks) -> dict[str, np.ndarray]:
+    """Everything that depends on the level curve alone: per frame (``power``, ``active``) and per block."""
+    rms, starts, n = blocks.rms_db, blocks.starts, blocks.lengths
+    total = len(rms)
+    block_of = np.repeat(np.arange(len(n)), n)
+    t = np.arange(total) - np.repeat(starts, n)  # a frame's index in its block
+    peak = np.maximum.reduceat(rms, starts)
+    peak_at = np.minimum.reduceat(np.where(rms == peak[block_of], t, total), starts)  # the first peak frame
+    rel = rms - peak[block_of]
+    active = rms >= np.maximum(peak - ACTIVE_RANGE_DB, -100.0)[block_of]
+    power = np.where(active, np.power(10.0, rel / 10.0, dtype=np.float32), 0.0).astype(np.float32)
+    peak_at_frame = peak_at[block_of]
+    onset = np.minimum.reduceat(np.where((rel >= ONSET_DB) & (t <= peak_at_frame), t, total), starts)
+
+    after = peak_at[:, None] + np.array(ENV_OFFSETS)
+    env = np.where(after < n[:, None], rel[starts[:, None] + np.minimum(after, n[:, None] - 1)], ENV_FLOOR_DB)
     env = np.clip(env, ENV_FLOOR_DB, 0.0) / -ENV_FLOOR_DB
     decay = []
-    for drop in DECAY_DB:
-        below = (rel < -drop) & (t > peak_at[:, None])
-        first = np.where(below.any(axis=1), below.argmax(axis=1), n)  # never: censored at the block's end
+    for drop in DECAY_DB:  # frames to the first one that far below the peak; never: censored at the block's end
+        first = np.minimum.reduceat(np.where((rel < -drop) & (t > peak_at_frame), t, n[block_of]), starts)
         decay.append(np.log1p(first - peak_at))
     attack = np.log1p(peak_at - onset)
-    weights = power / power.sum(axis=1, keepdims=True)
-    centroid = np.log1p(np.maximum((weights * (t - onset[:, None])).sum(axis=1), 0.0))
+    weights = power / np.add.reduceat(power, starts)[block_of]
+    centroid = np.log1p(np.maximum(np.add.reduceat(weights * (t - onset[block_of]), starts), 0.0))
     return {"peak_at": peak_at, "onset": onset, "active": active, "power": power,
             "shape": np.column_stack([env, np.stack(decay, 1), attack, centroid]).astype(np.float32)}
 
 
-def _moment_sums(mfcc: np.ndarray, power: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Power-weighted sums of MFCCs and their squares over blocks [shape=(B, n, n_mfcc)], in float64."""
+def _moment_sums(mfcc: np.ndarray, power: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Power-weighted sums of MFCCs and their squares over each block, in float64."""
     x = mfcc.astype(np.float64)
-    w = power.astype(np.float64)[:, :, None]
-    return (w * x).sum(1), (w * x * x).sum(1), w.sum(1)
+    w = power.astype(np.float64)[:, None]
+    wx = w * x
+    return np.add.reduceat(wx, starts), np.add.reduceat(wx * x, starts), np.add.reduceat(w, starts)
 
 
-def _change_sums(mfcc: np.ndarray, power: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Sums for the mean absolute frame-to-frame change, each step weighted by its frames' power."""
+def _change_sums(mfcc: np.ndarray, power: np.ndarray, active: np.ndarray, starts: np.ndarray,
+                 lengths: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Sums for the mean absolute frame-to-frame change, each step weighted by its frames' power. Step i
+    goes from frame i to i + 1; a block's last step leads out of it and weighs nothing."""
     x = mfcc.astype(np.float64)
-    both = active[:, 1:] & active[:, :-1]
-    w = np.where(both, (power[:, 1:] + power[:, :-1]) / 2.0, 0.0)[:, :, None]
-    return (w * np.abs(np.diff(x, axis=1))).sum(1), w.sum(1)
+    ends = starts + lengths - 1
+    step = np.zeros(len(power), np.float32)
+    step[:-1] = np.where(active[1:] & active[:-1], (power[1:] + power[:-1]) / 2.0, 0.0)
+    step[ends] = 0.0
+    change = np.empty_like(x)
+    np.abs(np.diff(x, axis=0), out=change[:-1])
+    change[ends] = 0.0
+    return np.add.reduceat(step.astype(np.float64)[:, None] * change, starts), np.add.reduceat(step, starts)[:, None]
 
 
 def _timbre(sums: tuple[np.ndarray, ...]) -> np.ndarray:
@@ -140,81 +200,74 @@ def _patch_basis(params: AnalysisParams) -> np.ndarray:
     return dct @ pool
 
 
-def _span_matrix(spans: tuple[tuple[int, int], ...]) -> np.ndarray:
-    m = np.zeros((len(spans), spans[-1][1]), np.float32)
-    for i, (a, b) in enumerate(spans):
-        m[i, a:b] = 1.0
-    return m
+def _span_starts(spans: tuple[tuple[int, int], ...]) -> list[int]:
+    """The spans' starts, for ``np.add.reduceat`` over frames ``0 : spans[-1][1]`` (they must tile it)."""
+    if any(a[1] != b[0] for a, b in zip(spans, spans[1:])) or spans[0][0] != 0:
+        raise ValueError(f"spans must tile the frames after the onset: {spans}")
+    return [a for a, _ in spans]
 
 
-def _after(array: np.ndarray, start: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """``array[b, start[b] + j]`` for j < count [shape=(B, count, …)], and where that frame exists."""
-    n = array.shape[1]
-    index = start[:, None] + np.arange(count)
-    valid = index < n
-    picked = np.take_along_axis(array, np.minimum(index, n - 1).reshape(index.shape + (1,) * (array.ndim - 2)),
-                                axis=1)
-    return picked, valid
+_PATCH_STARTS, _LOW_STARTS = _span_starts(PATCH_SPANS), _span_starts(LOW_SPANS)
 
 
-def _local(mfcc: np.ndarray, low: np.ndarray, level: dict, params: AnalysisParams) -> np.ndarray:
+def _local(blocks: Blocks, level: dict, params: AnalysisParams) -> np.ndarray:
     """Onset and tail spectrum, time-frequency patch and low end: only the first 64 frames matter."""
     onset, peak_at, power = level["onset"], level["peak_at"], level["power"]
-    head, head_valid = _after(mfcc, peak_at, LATE_FRAMES)
-    head = head[:, :, 1:].astype(np.float32)
-    first = head_valid[:, :ONSET_FRAMES, None]
-    onset_spec = (head[:, :ONSET_FRAMES] * first).sum(1) / first.sum(1)
-    tail = head_valid[:, ONSET_FRAMES:, None]
-    late_spec = np.where(tail.any(1), (head[:, ONSET_FRAMES:] * tail).sum(1) / np.maximum(tail.sum(1), 1),
-                         onset_spec)
+    head, head_valid = blocks.frames_after(blocks.mfcc, peak_at, LATE_FRAMES)
+    head = head[:, :, 1:].astype(np.float32) * head_valid[:, :, None]
+    head_sums = np.add.reduceat(head, [0, ONSET_FRAMES], axis=1)  # onset frames, then the late ones
+    counts = np.add.reduceat(head_valid.astype(np.int64), [0, ONSET_FRAMES], axis=1)
+    onset_spec = head_sums[:, 0] / counts[:, :1]
+    late_spec = np.where(counts[:, 1:] > 0, head_sums[:, 1] / np.maximum(counts[:, 1:], 1), onset_spec)
 
-    n_patch = PATCH_SPANS[-1][1]
-    frames, valid = _after(mfcc, onset, n_patch)
+    frames, valid = blocks.frames_after(blocks.mfcc, onset, PATCH_SPANS[-1][1])
     bands = frames.astype(np.float32) @ _patch_basis(params)  # (B, 64, 16) log-mel in dB
-    spans = _span_matrix(PATCH_SPANS)
-    count = valid.astype(np.float32) @ spans.T  # (B, 7)
-    total = np.einsum("sj,bjk->bsk", spans, bands * valid[:, :, None])
+    count = np.add.reduceat(valid.astype(np.float32), _PATCH_STARTS, axis=1)  # (B, 7)
+    total = np.add.reduceat(bands * valid[:, :, None], _PATCH_STARTS, axis=1)
     patch = np.where(count[:, :, None] > 0, total / np.maximum(count, 1)[:, :, None], np.nan)
     patch = patch - np.nanmax(patch.reshape(len(patch), -1), axis=1)[:, None, None]
     patch = np.nan_to_num(np.maximum(patch, PATCH_FLOOR_DB), nan=PATCH_FLOOR_DB) / 10.0
 
-    n_low = LOW_SPANS[-1][1]
-    lows, _ = _after(low, onset, n_low)
-    weight, _ = _after(power, onset, n_low)  # zero past the block's end and outside the sound
-    spans = _span_matrix(LOW_SPANS)
-    mass = weight @ spans.T
-    total = np.einsum("sj,bjk->bsk", spans, np.maximum(lows.astype(np.float32), LOW_CLIP_DB) * weight[:, :, None])
+    lows, _ = blocks.frames_after(blocks.low, onset, LOW_SPANS[-1][1])
+    weight, _ = blocks.frames_after(power, onset, LOW_SPANS[-1][1])  # zero outside the sound
+    mass = np.add.reduceat(weight, _LOW_STARTS, axis=1)
+    total = np.add.reduceat(np.maximum(lows.astype(np.float32), LOW_CLIP_DB) * weight[:, :, None], _LOW_STARTS,
+                            axis=1)
     low_profile = np.where(mass[:, :, None] > 0, total / np.maximum(mass, 1e-30)[:, :, None], LOW_CLIP_DB) / 10.0
     return np.concatenate([onset_spec, late_spec, patch.transpose(0, 2, 1).reshape(len(patch), -1),
                            low_profile.transpose(0, 2, 1).reshape(len(patch), -1)], axis=1)
 
 
-def raw_descriptors(mfcc: np.ndarray, rms_db: np.ndarray, low: np.ndarray, params: AnalysisParams) -> np.ndarray:
-    """The 284 raw numbers of equally long blocks: mfcc [shape=(B, n, n_mfcc)], rms_db (B, n),
-    low (B, n, N_LOW_BANDS) → [shape=(B, raw_dim)] float64."""
-    rms = rms_db.astype(np.float32)
-    level = _level_shape(rms)
-    timbre = _timbre(_moment_sums(mfcc, level["power"]) + _change_sums(mfcc, level["power"], level["active"]))
-    return np.concatenate([timbre, level["shape"], _local(mfcc, low, level, params)], axis=1)
+def raw_descriptors(blocks: Blocks, params: AnalysisParams) -> np.ndarray:
+    """The 284 raw numbers of each block → [shape=(B, raw_dim)] float64; a block's row is the same bits
+    whatever other blocks share the call."""
+    if len(blocks) == 0:
+        return np.zeros((0, raw_dim(params.n_mfcc)))
+    level = _level_shape(blocks)
+    sums = _moment_sums(blocks.mfcc, level["power"], blocks.starts) + \
+        _change_sums(blocks.mfcc, level["power"], level["active"], blocks.starts, blocks.lengths)
+    return np.concatenate([_timbre(sums), level["shape"], _local(blocks, level, params)], axis=1)
 
 
 def raw_file_descriptor(frames: Frames, params: AnalysisParams) -> np.ndarray:
-    """:func:`raw_descriptors` of a whole file as one block, in memory that does not grow with its length
-    beyond the frames themselves (the timbre sums are accumulated a chunk at a time)."""
-    rms = frames.rms_db.astype(np.float32)[None]
-    level = _level_shape(rms)
+    """:func:`raw_descriptors` of a whole file as one block: the same bits up to ``LONGEST_BLOCK_FRAMES``
+    frames. A longer file's timbre sums are accumulated that many frames at a time, so memory does not grow
+    with its length beyond the frames themselves."""
+    whole = Blocks.of(frames, [(0, len(frames))])
+    if len(frames) <= LONGEST_BLOCK_FRAMES:
+        return raw_descriptors(whole, params)[0]
+    level = _level_shape(whole)
     power, active = level["power"], level["active"]
-    n = rms.shape[1]
-    sums = [0.0] * 5
-    for start in range(0, n, _CHUNK):
-        stop = min(n, start + _CHUNK)
-        part = _moment_sums(frames.mfcc[None, start:stop], power[:, start:stop])
-        part += _change_sums(frames.mfcc[None, start:stop + 1], power[:, start:stop + 1],
-                             active[:, start:stop + 1])  # one frame of overlap: the step across chunks
-        sums = [a + b for a, b in zip(sums, part)]
-    timbre = _timbre(tuple(sums))
-    local = _local(frames.mfcc[None], frames.low[None], level, params)
-    return np.concatenate([timbre, level["shape"], local], axis=1)[0]
+    n = len(frames)
+    sums = None
+    for start in range(0, n, LONGEST_BLOCK_FRAMES):
+        stop = min(n, start + LONGEST_BLOCK_FRAMES)
+        through = min(n, stop + 1)  # one frame of overlap: the step across chunks
+        part = _moment_sums(frames.mfcc[start:stop], power[start:stop], np.zeros(1, np.int64))
+        part += _change_sums(frames.mfcc[start:through], power[start:through], active[start:through],
+                             np.zeros(1, np.int64), np.array([through - start], np.int64))
+        sums = part if sums is None else tuple(a + b for a, b in zip(sums, part))
+    return np.concatenate([_timbre(sums), level["shape"], _local(whole, level, params)], axis=1)[0]
 
 
 # -- the learned map ---------------------------------------------------------------------------------------------
@@ -309,20 +362,12 @@ def embedding_dim(params: AnalysisParams) -> int:
 
 
 def window_descriptors(frames: Frames, windows: list[tuple[int, int]], params: AnalysisParams, *,
-                       batch: int = 256) -> Iterator[tuple[list[int], np.ndarray]]:
-    """The raw descriptors of frame windows ``[start, stop)``, ``batch`` windows of one length at a time:
-    (their indices in ``windows``, [shape=(len(indices), raw_dim)])."""
-    by_length: dict[int, list[int]] = {}
-    for i, (start, stop) in enumerate(windows):
-        by_length.setdefault(stop - start, []).append(i)
-    for width, members in by_length.items():
-        views = [np.lib.stride_tricks.sliding_window_view(a, width, axis=0)
-                 for a in (frames.mfcc, frames.rms_db, frames.low)]
-        for i in range(0, len(members), batch):
-            rows = members[i:i + batch]
-            starts = np.array([windows[r][0] for r in rows])
-            mfcc, rms, low = (v[starts] for v in views)
-            yield rows, raw_descriptors(mfcc.transpose(0, 2, 1), rms, low.transpose(0, 2, 1), params)
+                       batch: int = 256) -> Iterator[tuple[slice, np.ndarray]]:
+    """The raw descriptors of frame windows ``[start, stop)``, ``batch`` windows at a time, in order:
+    (their indices in ``windows``, [shape=(count, raw_dim)])."""
+    for i in range(0, len(windows), batch):
+        chunk = windows[i:i + batch]
+        yield slice(i, i + len(chunk)), raw_descriptors(Blocks.of(frames, chunk), params)
 
 
 def embed_windows(frames: Frames, windows: list[tuple[int, int]], params: AnalysisParams, *,
@@ -335,11 +380,14 @@ def embed_windows(frames: Frames, windows: list[tuple[int, int]], params: Analys
     return out
 
 
+def is_silent(frames: Frames, params: AnalysisParams) -> bool:
+    """Whether no frame reaches ``params.silence_db`` (a silent file has no file vector)."""
+    return len(frames) == 0 or float(np.max(frames.rms_db)) < params.silence_db
+
+
 def file_descriptor(frames: Frames, params: AnalysisParams) -> np.ndarray | None:
     """The raw descriptor of the whole file [shape=(raw_dim,)]; None when it is silent."""
-    if len(frames) == 0 or float(np.max(frames.rms_db)) < params.silence_db:
-        return None
-    return raw_file_descriptor(frames, params)
+    return None if is_silent(frames, params) else raw_file_descriptor(frames, params)
 
 
 def file_embedding(frames: Frames, params: AnalysisParams) -> np.ndarray | None:
