@@ -58,11 +58,6 @@ LOCAL_CLUSTER_CONFIG = {
 }
 INSTALL_HINT = "indexing on a cluster needs dask.distributed: pip install 'audiosim[cluster]'"
 
-# Test-only: a worker analysing a file whose name contains this text SIGKILLs itself, to prove a dead
-# worker's file is retried. ``name:/path/marker`` kills only once (the first worker to create the marker).
-KILL_WORKER_ENV = "AUDIOSIM_TEST_KILL_WORKER_ON"
-
-
 def worker_config_yaml() -> str:
     """``LOCAL_CLUSTER_CONFIG`` as a Dask YAML config file, for the scheduler and workers of a remote cluster
     (put it in ``~/.config/dask/`` or a folder named by ``DASK_CONFIG`` on each machine; see the README)."""
@@ -110,21 +105,6 @@ def _import_distributed():
     return distributed
 
 
-def _maybe_kill_self(path: str) -> None:
-    wanted = os.environ.get(KILL_WORKER_ENV)
-    if not wanted:
-        return
-    name, _, marker = wanted.partition(":")
-    if name not in os.path.basename(path):
-        return
-    if marker:
-        try:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
 def analyze_chunk_on_worker(jobs: list) -> tuple[list[tuple], float]:
     """The cluster task: the local pool's jobs, with one BLAS thread as there (so the same vectors).
 
@@ -137,7 +117,6 @@ def analyze_chunk_on_worker(jobs: list) -> tuple[list[tuple], float]:
     results = []
     with threadpool_limits(1):
         for job in jobs:
-            _maybe_kill_self(job.path)
             results.append(_analyze_job(job))
     return results, time.perf_counter() - started
 

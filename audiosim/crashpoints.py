@@ -21,6 +21,9 @@ import os
 import signal
 
 KILL_AT_ENV = "AUDIOSIM_TEST_KILL_AT"
+# A worker about to analyse a file whose name contains this text SIGKILLs itself, to prove a dead worker's
+# file is retried. ``name:/path/marker`` kills only once (the first worker to create the marker).
+KILL_WORKER_ENV = "AUDIOSIM_TEST_KILL_WORKER_ON"
 
 _reached: dict[str, int] = {}
 
@@ -37,6 +40,22 @@ def crash_point(step: str) -> None:
     if _reached[step] < int(nth or 1):
         return
     _kill_children()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def crash_on_file(path: str) -> None:
+    """SIGKILL this (worker) process if ``AUDIOSIM_TEST_KILL_WORKER_ON`` names ``path``'s file."""
+    wanted = os.environ.get(KILL_WORKER_ENV)
+    if not wanted:
+        return
+    name, _, marker = wanted.partition(":")
+    if name not in os.path.basename(path):
+        return
+    if marker:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
     os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
 import os
 import signal
 import stat
@@ -24,9 +23,10 @@ from typing import TYPE_CHECKING
 
 from audiosim.analysis import Analysis, Failure, FilePart, PartAnalysis, analyze_file, analyze_part, assemble, \
     embed_analyses, fingerprint_file, plan_parts
-from audiosim.crashpoints import crash_point
+from audiosim.crashpoints import crash_on_file, crash_point
 from audiosim.config import AUDIO_EXTENSIONS, AnalysisParams
 from audiosim.errors import DecodeError
+from audiosim.process_pool import ProcessPool
 from audiosim.tasks import NullState, TaskState
 
 # The database layer (SQLAlchemy: ~0.4 s to import) loads where it is used, so that the workers of a new
@@ -83,6 +83,7 @@ _Result = tuple[_Job, "Analysis | PartAnalysis | None", "Failure | None"]
 
 def _analyze_job(job: _Job, *, embed: bool = True) -> _Result:
     """Runs in a worker: never raises, so one bad file cannot stop the run."""
+    crash_on_file(job.path)
     try:
         if job.part is not None:
             return job, analyze_part(job.part, job.params), None
@@ -296,7 +297,7 @@ class _Pool:
 
     def __init__(self, workers: int, params: AnalysisParams) -> None:
         self.workers = workers
-        self._pool = None
+        self._pool: ProcessPool | None = None
         # Import the analysis stack and build its filters once, here, so forked workers inherit them.
         import audiosim.audio.decode  # noqa: F401
         import audiosim.audio.loudness  # noqa: F401
@@ -307,25 +308,30 @@ class _Pool:
             # fork is fastest (workers inherit the imported numeric stack) but unsafe once other threads
             # exist (a GUI, a BLAS pool); then forkserver.
             method = "fork" if threading.active_count() == 1 and os.name == "posix" else "forkserver"
-            self._pool = multiprocessing.get_context(method).Pool(workers, initializer=_init_worker)
+            self._pool = ProcessPool(workers, _analyze_jobs, method=method, initializer=_init_worker)
 
     def imap(self, jobs: list[_Job]) -> Iterator:
         if self._pool is None:
             return _in_process(jobs)
         # Batches of up to 8 files, fewer when there are few (every worker should get a share early).
         size = max(1, min(BATCH_FILES, len(jobs) // (self.workers * 16) or 1))
-        batches = self._pool.imap_unordered(_analyze_jobs, _batches(jobs, size))
+        batches = self._pool.imap_unordered(_batches(jobs, size), split=_each_alone, died=_died)
         return (result for batch in batches for result in batch)
 
     def close(self, *, cancelled: bool) -> None:
         """Wait for the workers to finish (or stop them when ``cancelled``); idempotent."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            if cancelled:
-                pool.terminate()
-            else:
-                pool.close()
-            pool.join()
+            pool.close(cancelled=cancelled)
+
+
+def _each_alone(batch: tuple[_Job, ...]) -> list[tuple[_Job, ...]]:
+    """A batch whose worker process died, retried a file at a time (the one that killed it fails alone)."""
+    return [(job,) for job in batch]
+
+
+def _died(batch: tuple[_Job, ...], reason: str) -> list[_Result]:
+    return [job_failure(job, reason) for job in batch]
 
 
 def _make_pool(workers: int, params: AnalysisParams, cluster: str | None):

@@ -262,3 +262,36 @@ def test_names_that_are_not_utf8_or_very_long(tmp_path):
     os.remove(raw)
     assert run_cli("--json", "index", folder, library=lib).json["removed"] == 1
     assert run_cli("--json", "verify", library=lib).code == 0
+
+
+def _oneshots(folder: Path, count: int) -> list[Path]:
+    from tests.corpus import make_oneshots
+
+    make_oneshots(folder, count, seed=21, min_seconds=0.2, max_seconds=1.0)
+    return sorted(folder.rglob("*.wav"))
+
+
+def test_a_worker_process_killed_mid_run_has_its_files_retried(tmp_path):
+    """A decoder crash or the out-of-memory killer ends a worker process: the files of its batch are
+    analysed again, each alone, and the run ends with every file indexed (it used to wait forever)."""
+    files = _oneshots(tmp_path / "shots", 40)
+    marker = tmp_path / "killed-once"
+    result = run_cli("--json", "index", "--workers", "2", tmp_path / "shots", library=tmp_path / "lib",
+                     env={"AUDIOSIM_TEST_KILL_WORKER_ON": f"{files[17].name}:{marker}"}, timeout=300)
+    assert marker.exists()  # a worker really died on that file
+    assert result.code == 0, result
+    assert result.json["indexed"] == 40 and result.json["failed"] == []
+    assert run_cli("--json", "verify", library=tmp_path / "lib").json == {"ok": True, "problems": []}
+
+
+def test_a_file_that_kills_its_worker_process_every_time_fails_alone_with_the_reason(tmp_path):
+    files = _oneshots(tmp_path / "shots", 40)
+    victim = files[9]
+    result = run_cli("--json", "index", "--workers", "2", tmp_path / "shots", library=tmp_path / "lib",
+                     env={"AUDIOSIM_TEST_KILL_WORKER_ON": victim.name}, timeout=300)
+    assert result.code == 3, result  # some files failed
+    reason = "the analysis process was killed by SIGKILL while analysing this file"
+    assert result.json["failed"] == [{"path": str(victim), "error": reason}]
+    assert result.json["indexed"] == 39
+    assets = {a["path"]: a for a in run_cli("--json", "assets", library=tmp_path / "lib").json}
+    assert assets[str(victim)]["status"] == "failed" and assets[str(victim)]["error"] == reason
