@@ -18,9 +18,9 @@ import os
 from functools import lru_cache
 
 import numpy as np
-import scipy.fft
 
 from audiosim.config import AnalysisParams
+from audiosim.features.fft import rfft_rows
 
 _AMIN = 1e-10  # power floor: -100 dB
 LOW_BAND_EDGES_HZ = (20.0, 40.0, 55.0, 70.0, 90.0, 115.0, 145.0, 185.0, 240.0, 320.0)
@@ -104,9 +104,14 @@ def _filters(params: AnalysisParams) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def dct_matrix(params: AnalysisParams) -> np.ndarray:
     """The orthonormal DCT-II rows that turn log-mel bands into MFCCs [shape=(n_mfcc, n_mels)] float32.
 
-    Orthonormal, so ``mfcc @ dct_matrix(params)`` is the cepstrally smoothed log-mel spectrum."""
-    dct = scipy.fft.dct(np.eye(params.n_mels, dtype=np.float64), type=2, norm="ortho", axis=0)
-    return dct[: params.n_mfcc].astype(np.float32)
+    Orthonormal, so ``mfcc @ dct_matrix(params)`` is the cepstrally smoothed log-mel spectrum. Written out
+    (``scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=0)``, to float32) rather than importing
+    scipy.fft for one matrix: see :mod:`audiosim.features.fft`."""
+    n = params.n_mels
+    k = np.arange(params.n_mfcc, dtype=np.float64)[:, None]
+    dct = np.cos(np.pi * k * (2 * np.arange(n, dtype=np.float64) + 1) / (2 * n)) * np.sqrt(2.0 / n)
+    dct[0] /= np.sqrt(2.0)
+    return dct.astype(np.float32)
 
 
 def mel_basis(params: AnalysisParams) -> np.ndarray:
@@ -148,7 +153,7 @@ def frames_from_signal(frames: np.ndarray, params: AnalysisParams, *, first: int
     window, mel_t, dct_t, freqs, low_sum, first_bin = _filters(params)
     if len(frames) == 0:
         return FrameBatch.concat([], params.n_mfcc)
-    spectrum = scipy.fft.rfft(frames * window, axis=1, overwrite_x=True)
+    spectrum = rfft_rows(frames * window)
     magnitude = np.abs(spectrum)
     # The centroid only feeds a per-file mean: every 4th frame is plenty and saves a quarter of the work.
     centroid = np.full(len(frames), np.nan, np.float32)
