@@ -256,7 +256,13 @@ class FilePart:
 
 @dataclasses.dataclass
 class PartAnalysis:
-    """What a part contributes: its frames, centroid sums and loudness; part 0 also the file's facts."""
+    """What a part contributes: its frames, centroid sums and loudness; part 0 also the file's facts.
+
+    ``window_vectors`` [shape=(k, dim)] are the vectors of the windows on the file's segment grid that lie
+    wholly in this part, ``window_starts`` their first frames in the file (windows that can never be
+    segments, below ``silence_db``, are left out): computed in the worker, they are the same bits
+    :func:`assemble` would compute from the joined frames.
+    """
 
     part: FilePart
     format: str
@@ -270,6 +276,8 @@ class PartAnalysis:
     size: int = 0
     mtime: float = 0.0
     fingerprint: str = ""
+    window_starts: np.ndarray | None = None
+    window_vectors: np.ndarray | None = None
 
 
 def plan_parts(path: str) -> list[FilePart] | None:
@@ -333,14 +341,52 @@ def analyze_part(part: FilePart, params: AnalysisParams) -> PartAnalysis:
             collector.add(mfcc.finish(_span(resampler.flush(), resampled_at, mfcc.first_sample, None)))
         elif mfcc.next_frame != last_frame or at < stop:
             raise decode_error(part.path, DAMAGED, f"part {part.index + 1} of {part.count} ended early")
-    result = PartAnalysis(part, info.format, info.subtype, info.channels, collector.frames(),
-                          collector.centroid_sum, collector.centroid_count, meter.measurement(), 0.0)
+    frames = collector.frames()
+    window_starts, window_vectors = _grid_window_vectors(frames, first_frame, params)
+    result = PartAnalysis(part, info.format, info.subtype, info.channels, frames,
+                          collector.centroid_sum, collector.centroid_count, meter.measurement(), 0.0,
+                          window_starts=window_starts, window_vectors=window_vectors)
     if part.index == 0:
         st = os.stat(part.path)
         result.size, result.mtime = st.st_size, st.st_mtime
         result.fingerprint = fingerprint_file(part.path, st.st_size)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _grid_window_vectors(frames: Frames, first_frame: int, params: AnalysisParams
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """The windows on the file's segment grid (one segment long, every segment hop from the file's first
+    frame) that lie wholly in ``frames``, the file's frames from ``first_frame`` on: their first frames in
+    the file and their vectors. Windows whose loudest frame is below ``silence_db`` are never segments."""
+    width, hop = params.frames_per_segment, params.frames_per_segment_hop
+    starts = np.arange(-(-first_frame // hop) * hop, first_frame + len(frames) - width + 1, hop)
+    if len(starts):
+        loudest = np.lib.stride_tricks.sliding_window_view(frames.rms_db, width)[starts - first_frame].max(1)
+        starts = starts[loudest.astype(np.float32) >= params.silence_db]
+    windows = [(s - first_frame, s - first_frame + width) for s in starts.tolist()]
+    return starts, embed_windows(frames, windows, params)
+
+
+def _long_file_features(frames: Frames, parts: list[PartAnalysis], params: AnalysisParams
+                        ) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray | None]:
+    """:func:`features_from_frames` of a long file's joined frames, taking the window vectors its parts
+    computed and computing the rest (windows across two parts, the last one aligned to the end)."""
+    windows = segment_windows(frames.rms_db, params)
+    width = params.frames_per_segment
+    computed = {start: (p.window_vectors, row) for p in parts if p.window_starts is not None
+                for row, start in enumerate(p.window_starts.tolist())}
+    vectors = np.empty((len(windows), transform().dim), np.float32)
+    missing = []
+    for i, (start, stop) in enumerate(windows):
+        if stop - start == width and start in computed:
+            block, row = computed[start]
+            vectors[i] = block[row]
+        else:
+            missing.append(i)
+    if missing:
+        vectors[missing] = embed_windows(frames, [windows[i] for i in missing], params)
+    return windows, vectors, file_embedding(frames, params)
 
 
 def assemble(parts: list[PartAnalysis], params: AnalysisParams) -> Analysis:
@@ -357,7 +403,7 @@ def assemble(parts: list[PartAnalysis], params: AnalysisParams) -> Analysis:
         p.frames = None
     loudness = Loudness.join([p.loudness for p in parts])
     centroid_count = sum(p.centroid_count for p in parts)
-    windows, segment_vectors, file_vector = features_from_frames(frames, params)
+    windows, segment_vectors, file_vector = _long_file_features(frames, parts, params)
     return Analysis(
         path=part.path, size=head.size, mtime=head.mtime, fingerprint=head.fingerprint,
         format=head.format, subtype=head.subtype, sample_rate=part.sample_rate, channels=head.channels,
