@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import wait
@@ -118,22 +117,17 @@ class ProcessPool(Generic[Task, Result]):
                  initializer: Callable[[], None] | None = None) -> None:
         self._ctx = multiprocessing.get_context(method)
         self._function, self._initializer = function, initializer
-        # Made under "spawn", the counter's lock can go to a replacement started another way (see _start).
-        self._next_task = multiprocessing.get_context("spawn").Value("q", 0)
-        self._workers = [self._start(slot, self._ctx) for slot in range(workers)]
+        # In the pool's own context: under fork its semaphore is unlinked at once (no resource-tracker
+        # process to start), and a replacement worker started the same way can share it.
+        self._next_task = self._ctx.Value("q", 0)
+        self._workers = [self._start(slot) for slot in range(workers)]
         self._tasks: list | None = None
         self._tasks_message = b""
         self._finished = False
         self._idle_deaths = 0
 
-    def _start(self, slot: int, ctx) -> _Worker:
-        return _Worker(ctx, slot, self._function, self._initializer, self._next_task)
-
-    def _replacement_context(self):
-        """The pool's start method, unless it is fork and this process has started threads since."""
-        if self._ctx.get_start_method() == "fork" and threading.active_count() > 1:
-            return multiprocessing.get_context("forkserver")
-        return self._ctx
+    def _start(self, slot: int) -> _Worker:
+        return _Worker(self._ctx, slot, self._function, self._initializer, self._next_task)
 
     def imap_unordered(self, tasks: Sequence[Task], *, split: Callable[[Task], list[Task]],
                        died: Callable[[Task, str], Result]) -> Iterator[Result]:
@@ -200,7 +194,9 @@ class ProcessPool(Generic[Task, Result]):
             if self._idle_deaths > _IDLE_DEATHS_MAX:
                 raise WorkerError(f"the worker processes keep ending before they take a task (the last "
                                   f"{how_it_ended(worker.process.exitcode)})")
-        replacement = self._start(worker.slot, self._replacement_context())
+        # Started as the others were, even under fork in a process that has started threads since (a
+        # progress monitor): the worker runs only the analysis, and must share the task counter's lock.
+        replacement = self._start(worker.slot)
         replacement.send_bytes(self._tasks_message)
         self._workers[self._workers.index(worker)] = replacement
         return lost

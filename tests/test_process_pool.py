@@ -124,20 +124,19 @@ def test_close_ends_workers_that_are_still_busy():
     assert all(not p.is_alive() for p in workers)
 
 
-def test_a_forked_pool_replaces_a_dead_worker_safely_once_the_caller_has_threads(tmp_path):
-    """fork is unsafe in a process with threads (a GUI, a BLAS pool): a replacement then starts through a
-    fork server, and still takes its share."""
+def test_a_forked_pool_replaces_a_dead_worker_once_the_caller_has_threads(tmp_path):
+    """The indexing process has a progress-monitor thread by the time a worker may die: the replacement
+    still starts and takes its share of the tasks."""
     pool = ProcessPool(2, _kill_self_once, method="fork")
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait)
     thread.start()
     try:
-        assert threading.active_count() > 1
+        first = [w.process.pid for w in pool._workers]
         tasks = [f"die:{tmp_path / 'once'}"] + list(range(50))
         results = list(pool.imap_unordered(tasks, split=lambda t: [t], died=lambda t, w: None))
         assert sorted(map(str, results)) == sorted(map(str, tasks))
-        started_by = sorted(type(w.process._popen).__module__.rsplit("_", 1)[1] for w in pool._workers)
-        assert started_by == ["fork", "forkserver"]  # the first worker died; its replacement
+        assert len({w.process.pid for w in pool._workers} - set(first)) == 1  # one worker was replaced
     finally:
         stop.set()
         thread.join()
