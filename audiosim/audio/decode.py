@@ -196,6 +196,39 @@ _INTEGER_READS = {
 }
 
 
+# 24-bit PCM: libsndfile turns it into int32 a sample at a time (~4 ns a sample, a quarter of the analysis of a
+# 96 kHz one-shot); the same bytes read raw and left-aligned into int32 by numpy are the same numbers in a
+# quarter of the time. Containers whose raw data is the interleaved samples, little-endian unless
+# libsndfile says they need swapping.
+_RAW_PCM24_FORMATS = frozenset({"WAV", "WAVEX", "W64", "RF64"})
+_SFC_RAW_DATA_NEEDS_ENDSWAP = 0x1110  # sndfile.h
+
+
+def _reads_pcm24_raw(file: sf.SoundFile) -> bool:
+    if file.subtype != "PCM_24" or file.format not in _RAW_PCM24_FORMATS:
+        return False
+    try:
+        return not sf._snd.sf_command(file._file, _SFC_RAW_DATA_NEEDS_ENDSWAP, sf._ffi.NULL, 0)
+    except AttributeError:  # a soundfile release without these internals: libsndfile converts
+        return False
+
+
+def _read_pcm24_raw(file: sf.SoundFile, frames: int) -> np.ndarray:
+    """Up to ``frames`` frames of 24-bit PCM as int32 ``[shape=(n, channels)]``, each sample in the top three
+    bytes (what ``file.read(dtype="int32")`` gives)."""
+    channels = file.channels
+    wanted = 3 * frames * channels
+    raw = np.empty(wanted + 1, np.uint8)  # one byte more: the last sample's 4-byte load below reads it
+    got = sf._snd.sf_read_raw(file._file, sf._ffi.cast("void *", raw.ctypes.data), wanted)
+    if got < 0 or file._errorcode:
+        raise sf.LibsndfileError(file._errorcode, "reading 24-bit samples failed: ")
+    samples = got // (3 * channels) * channels
+    # The 4 bytes at 3i hold sample i in the low three (little-endian): shifted up by 8, those three are the
+    # top of an int32 and the fourth (the next sample's first byte) falls out.
+    loads = np.ndarray((samples,), "<u4", raw, 0, (3,))
+    return np.left_shift(loads, 8).view(np.int32).reshape(-1, channels)
+
+
 # Containers in which libsndfile seeks to the exact sample (PCM by arithmetic; FLAC and Ogg by their seek
 # tables and granule positions, checked against a front-to-back read). MP3 is left out: a VBR file without
 # a Xing header has an estimated length.
@@ -225,13 +258,15 @@ class _SoundfileStream(AudioStream):
             except (sf.SoundFileError, RuntimeError) as exc:
                 raise decode_error(path, DAMAGED, _libsndfile_detail(exc)) from None
         expected = None if expected is None else expected - start
+        read = functools.partial(_read_pcm24_raw, f) if _reads_pcm24_raw(f) else \
+            functools.partial(f.read, dtype=dtype, always_2d=True)
         # soundfile never reads past ``frames``; stopping there saves a read and a stat per short file.
         while expected is None or self.frames_read < expected:
             if self._closed:
                 raise ValueError("I/O operation on a closed AudioStream")
             want = block_frames if expected is None else min(block_frames, expected - self.frames_read)
             try:
-                raw = f.read(want, dtype=dtype, always_2d=True)
+                raw = read(want)
             except (sf.SoundFileError, RuntimeError) as exc:
                 self._check_unchanged()  # a file cut short under us says so, not "damaged"
                 raise decode_error(path, DAMAGED, _libsndfile_detail(exc)) from None

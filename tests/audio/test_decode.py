@@ -181,6 +181,43 @@ def test_blocks_equal_libsndfile_float_output(subtype: str, tmp_path: Path) -> N
     np.testing.assert_array_equal(np.concatenate(blocks), expected)
 
 
+@pytest.mark.parametrize("container,subtype_format", [("WAV", "WAV"), ("WAVEX", "WAVEX"), ("W64", "W64"),
+                                                      ("RF64", "RF64"), ("AIFF", "AIFF")])
+@pytest.mark.parametrize("channels", [1, 2, 5])
+def test_24_bit_pcm_read_raw_is_libsndfiles_conversion(container: str, subtype_format: str, channels: int,
+                                                       tmp_path: Path) -> None:
+    """24-bit PCM in WAV-family containers is read as raw bytes and widened by numpy: the same int32 as
+    libsndfile's own conversion, across block boundaries and from a seek (AIFF, big-endian, goes through
+    libsndfile)."""
+    x = (np.random.default_rng(channels).standard_normal((30011, channels)) * 0.3).clip(-1, 0.999)
+    x[:3] = [[-1.0] * channels, [0.999] * channels, [0.0] * channels]  # the extremes and a zero
+    path = tmp_path / f"x.{'aiff' if container == 'AIFF' else 'wav'}"
+    sf.write(path, x, 96000, subtype="PCM_24", format=subtype_format)
+    expected = sf.read(path, dtype="float32", always_2d=True)[0]
+    with sf.SoundFile(path) as f:
+        assert decode._reads_pcm24_raw(f) == (container != "AIFF")
+    with open_audio(path) as stream:
+        assert stream.info.subtype == "PCM_24"
+        blocks = list(stream.blocks(block_frames=4096))
+    np.testing.assert_array_equal(np.concatenate(blocks), expected)
+    with open_audio(path) as stream:
+        tail = np.concatenate(list(stream.blocks(block_frames=1000, start=12345, stop=20000)))
+    np.testing.assert_array_equal(tail, expected[12345:20000])
+
+
+def test_24_bit_pcm_cut_short_decodes_the_whole_frames_there(tmp_path: Path) -> None:
+    x = (np.random.default_rng(1).standard_normal((5000, 2)) * 0.3).clip(-1, 0.999)
+    full = tmp_path / "full.wav"
+    sf.write(full, x, 48000, subtype="PCM_24")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(full.read_bytes()[: 44 + 6 * 3000 + 4])  # 3000 whole frames and part of one
+    expected = sf.read(cut, dtype="float32", always_2d=True)[0]
+    with open_audio(cut) as stream:
+        got = np.concatenate(list(stream.blocks()))
+    np.testing.assert_array_equal(got, expected)
+    assert len(got) == 3000
+
+
 def test_non_finite_samples_become_zero(tmp_path: Path) -> None:
     x = np.full((1000, 1), 0.25, dtype=np.float32)
     x[10], x[20], x[30] = np.nan, np.inf, -np.inf
