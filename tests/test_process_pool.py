@@ -97,20 +97,15 @@ def _batch_kill(batch):
     return [_kill_self_on_negative(x) for x in batch]
 
 
-def test_an_exception_in_a_worker_is_raised_in_the_caller():
-    pool = ProcessPool(2, _fail_on_three, method="fork")
+@pytest.mark.parametrize("function,initializer,message", [
+    (_fail_on_three, None, "three is not allowed"),  # the task function raised: its traceback
+    (_square, _exit_at_start, "keep ending before they take a task .*exited with code 7"),
+])
+def test_a_worker_that_fails_stops_the_run_with_the_reason(function, initializer, message):
+    pool = ProcessPool(2, function, method="fork", initializer=initializer)
     try:
-        with pytest.raises(WorkerError, match="three is not allowed"):
+        with pytest.raises(WorkerError, match=message):
             list(pool.imap_unordered(range(6), split=lambda t: [t], died=lambda t, w: None))
-    finally:
-        pool.close(cancelled=True)
-
-
-def test_workers_that_cannot_start_stop_the_run_with_the_reason():
-    pool = ProcessPool(2, _square, method="fork", initializer=_exit_at_start)
-    try:
-        with pytest.raises(WorkerError, match="keep ending before they take a task .*exited with code 7"):
-            list(pool.imap_unordered(range(4), split=lambda t: [t], died=lambda t, w: None))
     finally:
         pool.close(cancelled=True)
 
