@@ -43,7 +43,7 @@ _NOT_AUDIO = frozenset({
     ".rtf", ".csv", ".ini", ".log", ".npz", ".npy", ".exe", ".dll", ".so", ".dmg", ".iso",
 })
 
-COMMIT_EVERY_FILES = 256  # or every COMMIT_EVERY_SECONDS: a commit costs ~6 ms of the writer's CPU beyond its rows
+COMMIT_EVERY_FILES = 64
 BATCH_FILES = 8  # short files a worker analyses per task, embedding them together
 COMMIT_EVERY_SECONDS = 1.0
 SAVE_EVERY_SECONDS = 30.0
