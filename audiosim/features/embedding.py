@@ -229,7 +229,8 @@ def _local(blocks: Blocks, level: dict, params: AnalysisParams) -> np.ndarray:
     patch = np.nan_to_num(np.maximum(patch, PATCH_FLOOR_DB), nan=PATCH_FLOOR_DB) / 10.0
 
     lows, _ = blocks.frames_after(blocks.low, onset, LOW_SPANS[-1][1])
-    weight, _ = blocks.frames_after(power, onset, LOW_SPANS[-1][1])  # zero outside the sound
+    # Zero outside the sound; past the block's end, its last frame's power again (what the map learned on).
+    weight, _ = blocks.frames_after(power, onset, LOW_SPANS[-1][1])
     mass = np.add.reduceat(weight, _LOW_STARTS, axis=1)
     total = np.add.reduceat(np.maximum(lows.astype(np.float32), LOW_CLIP_DB) * weight[:, :, None], _LOW_STARTS,
                             axis=1)
