@@ -194,8 +194,9 @@ class ProcessPool(Generic[Task, Result]):
             if self._idle_deaths > _IDLE_DEATHS_MAX:
                 raise WorkerError(f"the worker processes keep ending before they take a task (the last "
                                   f"{how_it_ended(worker.process.exitcode)})")
-        # Started as the others were, even under fork in a process that has started threads since (a
-        # progress monitor): the worker runs only the analysis, and must share the task counter's lock.
+        # Started as the others were, even under fork in a process that has started threads since (a BLAS
+        # or OpenMP pool of the vector store): the worker runs only the analysis, and must share the task
+        # counter's lock.
         replacement = self._start(worker.slot)
         replacement.send_bytes(self._tasks_message)
         self._workers[self._workers.index(worker)] = replacement

@@ -42,15 +42,25 @@ class NullState:
 
 
 class TqdmState(NullState):
-    """A terminal progress bar on stderr (stdout stays clean for --json)."""
+    """A terminal progress bar on stderr (stdout stays clean for --json).
+
+    The bar (and tqdm's import) waits for the first report: ``audiosim index`` creates its state before it
+    forks its workers, and they should not wait for tqdm."""
 
     def __init__(self, description: str = "", unit: str = "file") -> None:
         super().__init__()
-        from tqdm import tqdm
+        self._description, self._unit = description, unit
+        self._made = None
 
-        tqdm.monitor_interval = 0  # no monitor thread: the indexer forks its workers after this
-        self._bar = tqdm(desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True,
-                         disable=None, leave=False)
+    @property
+    def _bar(self):
+        if self._made is None:
+            from tqdm import tqdm
+
+            tqdm.monitor_interval = 0  # no monitor thread: a process with threads cannot fork safely
+            self._made = tqdm(desc=self._description, unit=self._unit, file=sys.stderr, dynamic_ncols=True,
+                              disable=None, leave=False)
+        return self._made
 
     def set_progress(self, done: int, total: int) -> None:
         if self._bar.total != total:
@@ -62,4 +72,5 @@ class TqdmState(NullState):
         self._bar.set_postfix_str(text[-60:], refresh=False)
 
     def close(self) -> None:
-        self._bar.close()
+        if self._made is not None:
+            self._made.close()

@@ -120,8 +120,8 @@ def test_close_ends_workers_that_are_still_busy():
 
 
 def test_a_forked_pool_replaces_a_dead_worker_once_the_caller_has_threads(tmp_path):
-    """The indexing process has a progress-monitor thread by the time a worker may die: the replacement
-    still starts and takes its share of the tasks."""
+    """The indexing process may have started threads (a BLAS or OpenMP pool of the vector store) by the
+    time a worker dies: the replacement still starts and takes its share of the tasks."""
     pool = ProcessPool(2, _kill_self_once, method="fork")
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait)
