@@ -333,7 +333,9 @@ def _alignments(library: Library, distances: np.ndarray, ids: np.ndarray, offset
     # 1-D and one dtype: numpy's fast path (a float64 operand into float32 cells takes the slow one, ~50x).
     # Rounding to float32 is monotonic, so the minimum stored is the same either way.
     np.minimum.at(best.reshape(-1), which * n_windows + window[vote], dist[vote].astype(best.dtype))
-    score = best @ shares
+    # Summed in float64 by numpy's own (pairwise) order, not a BLAS product: its order depends on the
+    # kernel and the matrix's shape, which would break near-ties differently from one call to the next.
+    score = (best.astype(np.float64) * shares.astype(np.float64)).sum(axis=1)
     starts = np.cumsum(counts) - counts
     least = np.minimum.reduceat(dist[vote], starts)
     at_least = np.flatnonzero(dist[vote] == least[which])

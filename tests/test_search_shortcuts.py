@@ -61,7 +61,7 @@ def _alignments_asset_by_asset(lib, distances, ids, offsets, shares, excluded, s
             times = [v[0] for v in near]
             median = (times[(len(times) - 1) // 2] + times[len(times) // 2]) / 2
             nearest = min(near, key=lambda v: v[2])[3]
-            found.append((float(best @ shares), median, nearest))
+            found.append((float((best.astype(np.float64) * shares.astype(np.float64)).sum()), median, nearest))
         found.sort(key=lambda f: f[0])
         kept = []
         for score, median, nearest in found:
@@ -78,7 +78,7 @@ def test_votes_counted_in_arrays_equal_votes_counted_asset_by_asset(corpus_libra
     with Library(corpus_library) as lib:
         store = lib.store("segments")
         all_ids = store.ids()
-        for trial in range(6):
+        for trial in range(24):
             seeds = store.get(rng.choice(all_ids, n_windows, replace=False))
             queries = seeds + rng.normal(0, 0.05, seeds.shape).astype(np.float32)
             distances, ids = store.search(queries, 40)
