@@ -7,6 +7,7 @@ Usage: python -m tests.gui.playback_probe LIBRARY FILE START END SETTINGS_INI
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import sys
@@ -14,6 +15,8 @@ import time
 
 
 def main() -> int:
+    # A crash of this process (once, in CI: SIGSEGV with nothing on stderr) then says in which threads, at which lines.
+    faulthandler.enable(all_threads=True)
     library, path, start, end, settings_path = sys.argv[1:6]
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QEventLoop, Qt
