@@ -16,7 +16,9 @@ busy while the calling thread does something else (creating the library, committ
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import socket
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import wait
@@ -29,6 +31,9 @@ Result = TypeVar("Result")
 _IDLE = -1  # a worker's current task when it has none
 _STOP = bytes(ForkingPickler.dumps(None))  # the message that ends a worker's loop
 _IDLE_DEATHS_MAX = 3  # workers dying with no task in hand: more than this means they cannot start
+# A worker's side of its pipe may hold this much of its results unread (the kernel caps it at
+# net.core.wmem_max): a part of a long file's analysis is ~0.2 MB, over the default ~0.2 MB.
+RESULTS_BUFFER_BYTES = 4 << 20
 
 
 class WorkerError(RuntimeError):
@@ -80,6 +85,7 @@ class _Worker:
     def __init__(self, ctx, slot: int, function: Callable, initializer: Callable | None, next_task) -> None:
         self.slot = slot
         self.conn, child = ctx.Pipe()
+        _buffer_results(child)
         self.current = ctx.RawValue("q", _IDLE)
         self.process = ctx.Process(target=_serve, args=(child, function, initializer, self.current, next_task),
                                    name=f"audiosim-worker-{slot}", daemon=True)
@@ -94,6 +100,17 @@ class _Worker:
         except OSError:  # BrokenPipeError and the like
             return False
         return True
+
+
+def _buffer_results(conn) -> None:
+    """Let a worker send results that the calling thread cannot read yet (it is importing the database
+    layer, creating the library, committing) and go on with its next task, rather than wait on a full
+    pipe: with the default buffer, a 10-min file's workers sat idle for 0.25 s of a 0.9 s run."""
+    try:
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:  # the same socket; closing the dup only
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RESULTS_BUFFER_BYTES)
+    except OSError:  # not a socket (Windows' pipes), or a limit: the default buffer still works
+        pass
 
 
 def how_it_ended(exitcode: int | None) -> str:

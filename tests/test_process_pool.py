@@ -33,6 +33,12 @@ def _kill_self_once(task):
     return task
 
 
+def _large_result_after_marking(marker):
+    """A long file's part: ~0.25 MB of results, more than a pipe holds by default."""
+    os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    return bytes(250_000)
+
+
 def _fail_on_three(task):
     if task == 3:
         raise ValueError("three is not allowed")
@@ -66,6 +72,25 @@ def test_the_workers_start_before_the_results_are_read(tmp_path):
             deadline.wait(0.05)
         assert markers[0].exists() and markers[1].exists()
         assert sorted(results) == sorted(f"die:{m}" for m in markers)  # each retried after its worker died
+    finally:
+        pool.close()
+
+
+def test_the_workers_go_on_while_their_large_results_wait_unread(tmp_path):
+    """The indexer reads no result while it creates the library (~0.3 s): a worker whose result it has not
+    read must still go on to its next task, not wait for the pipe to be emptied."""
+    pool = ProcessPool(2, _large_result_after_marking, method="fork")
+    markers = [tmp_path / f"m{i}" for i in range(6)]
+    try:
+        results = pool.imap_unordered([str(m) for m in markers], split=lambda t: [t], died=lambda t, w: w)
+        pause = threading.Event()
+        for _ in range(200):  # nothing read yet
+            if all(m.exists() for m in markers):
+                break
+            pause.wait(0.05)
+        started = [m.name for m in markers if m.exists()]
+        assert len(started) == len(markers), f"only {started} started while no result was read"
+        assert [len(r) for r in results] == [250_000] * len(markers)
     finally:
         pool.close()
 
