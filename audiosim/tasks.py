@@ -42,7 +42,8 @@ class NullState:
 
 
 class TqdmState(NullState):
-    """A terminal progress bar on stderr (stdout stays clean for --json).
+    """A terminal progress bar on stderr (stdout stays clean for --json); nothing when stderr is not a
+    terminal (a log, a pipe), where tqdm would draw nothing either.
 
     The bar (and tqdm's import) waits for the first report: ``audiosim index`` creates its state before it
     forks its workers, and they should not wait for tqdm."""
@@ -51,6 +52,10 @@ class TqdmState(NullState):
         super().__init__()
         self._description, self._unit = description, unit
         self._made = None
+        try:
+            self._shown = sys.stderr is not None and sys.stderr.isatty()
+        except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+            self._shown = False
 
     @property
     def _bar(self):
@@ -59,17 +64,20 @@ class TqdmState(NullState):
 
             tqdm.monitor_interval = 0  # no monitor thread: a process with threads cannot fork safely
             self._made = tqdm(desc=self._description, unit=self._unit, file=sys.stderr, dynamic_ncols=True,
-                              disable=None, leave=False)
+                              leave=False)
         return self._made
 
     def set_progress(self, done: int, total: int) -> None:
+        if not self._shown:
+            return
         if self._bar.total != total:
             self._bar.total = total
         self._bar.n = done
         self._bar.refresh()
 
     def set_status(self, text: str) -> None:
-        self._bar.set_postfix_str(text[-60:], refresh=False)
+        if self._shown:
+            self._bar.set_postfix_str(text[-60:], refresh=False)
 
     def close(self) -> None:
         if self._made is not None:

@@ -165,6 +165,42 @@ def test_human_output_goes_to_stdout_and_progress_to_stderr(corpus_library, labe
     assert len(lines) == 3 and str(path) in lines[0]
 
 
+def test_index_draws_its_progress_bar_on_a_terminal_only(tmp_path, labelled_corpus):
+    """On a terminal, ``index`` draws a progress bar on stderr; into a log or a pipe it writes none."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    folder = next(iter(labelled_corpus)).parent
+    piped = run_cli("index", folder, library=tmp_path / "piped")
+    assert piped.code == 0, piped
+    assert "indexing" not in piped.stderr and "\r" not in piped.stderr
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 0-column one gets no bar
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "audiosim", "--library", str(tmp_path / "tty"), "index",
+                                 str(folder)], stdout=subprocess.PIPE, stderr=follower, cwd=ROOT)
+        os.close(follower)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal's last writer closed it
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        assert proc.wait(timeout=600) == 0
+        proc.stdout.close()
+    finally:
+        os.close(leader)
+    assert b"indexing" in drawn and b"file" in drawn, drawn
+
+
 def test_core_does_not_import_qt():
     import subprocess
 
