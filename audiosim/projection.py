@@ -620,6 +620,30 @@ def _fit_umap(vectors: np.ndarray, knn: tuple[np.ndarray, np.ndarray], params: M
 # -- JIT warm-up ------------------------------------------------------------------------------------------
 _warm_lock = threading.Lock()
 _warm_seconds: float | None = None
+_warm_thread: threading.Thread | None = None
+
+
+def start_warm_up() -> None:
+    """:func:`warm_up` in a background thread, once per process, so the first real map does not wait
+    ~15-25 s for the JIT; the filter grammar is built there too. Cheap to call again.
+
+    Starts nothing but Qt-free work, so any thread may call it (the app calls it from its start-up
+    warm-up thread)."""
+    global _warm_thread
+    with _warm_lock:
+        if _warm_thread is None:
+            _warm_thread = threading.Thread(target=_quiet_warm_up, name="audiosim-umap-warm-up", daemon=True)
+            _warm_thread.start()
+
+
+def _quiet_warm_up() -> None:
+    try:
+        from audiosim.library.filters import compile_filter
+
+        compile_filter("duration > 0")  # builds the filter grammar once
+        warm_up()
+    except Exception:  # noqa: BLE001 - an optimisation; a real failure shows up on the first map
+        pass
 
 
 def warm_up(*, parallel: bool = False) -> float:

@@ -20,7 +20,6 @@ def warm_up_now(window) -> None:
     Some of these imports (scipy.signal, faiss) hold the GIL for up to ~0.2 s while an extension module
     initialises; done now, that cannot stall the window in the middle of an indexing run or a query."""
     try:
-        import pyqtgraph  # noqa: F401 - the waveform views build their plots on first use
         import audiosim.search  # noqa: F401 - numpy, scipy, SQLAlchemy, the feature code
         from audiosim.library.filters import _lark
 
@@ -70,16 +69,24 @@ def create_window(library: str | None = None, settings=None, *, warm_up: bool = 
     window.show()
     QTimer.singleShot(0, window.open_library)
     if warm_up:
+        QTimer.singleShot(0, _import_plotting)  # after the first paint and the library's opening
         threading.Thread(target=warm_up_now, args=(window,), name="audiosim-warm-up", daemon=True).start()
     return window
 
 
 def _warm_up_maps() -> None:
     """Compile UMAP's numba kernels (~15 s of one core) once the rest has warmed up, so the first map
-    does not wait for them."""
-    from audiosim.gui.explorer import start_warm_up
+    does not wait for them. (Run in the warm-up thread: nothing here may create Qt types.)"""
+    from audiosim.projection import start_warm_up
 
     start_warm_up()
+
+
+def _import_plotting() -> None:
+    """Import pyqtgraph, whose plots the waveform views build on first use, in the GUI thread: it creates
+    Qt types as it loads, and shiboken's lazy type set-up is not thread-safe. Imported in the warm-up
+    thread, it crashed the app with SIGSEGV about once in 300 start-ups, racing the GUI thread."""
+    import pyqtgraph  # noqa: F401
 
 
 def run(library: str | None = None) -> int:

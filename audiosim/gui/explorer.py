@@ -54,7 +54,7 @@ from audiosim.projection import (
     build_result_set,
     compute_map,
     describe_points,
-    warm_up,
+    start_warm_up,
 )
 
 DEBOUNCE_MS = 250
@@ -66,28 +66,6 @@ SOURCES = (("filter", "Library filter"), ("query", "Query results"), ("selection
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#bab0ac", "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#17becf")
 GRADIENT_STEPS = 64
-
-_warm_thread: threading.Thread | None = None
-
-
-def start_warm_up() -> None:
-    """Compile UMAP's numba kernels in a background thread (once per process), so the first real map does
-    not wait ~15-25 s for the JIT. Call at app start; cheap to call again."""
-    global _warm_thread
-    if _warm_thread is None:
-        _warm_thread = threading.Thread(target=_quiet_warm_up, name="audiosim-umap-warm-up", daemon=True)
-        _warm_thread.start()
-
-
-def _quiet_warm_up() -> None:
-    try:
-        from audiosim.library.filters import compile_filter
-
-        compile_filter("duration > 0")  # builds the filter grammar once
-        warm_up()
-    except Exception:  # noqa: BLE001 - an optimisation; a real failure shows up on the first map
-        pass
-
 
 @dataclasses.dataclass(frozen=True)
 class Source:
