@@ -69,7 +69,7 @@ def create_window(library: str | None = None, settings=None, *, warm_up: bool = 
     window.show()
     QTimer.singleShot(0, window.open_library)
     if warm_up:
-        QTimer.singleShot(0, _import_plotting)  # after the first paint and the library's opening
+        _after_first_paint(window, _import_plotting)
         threading.Thread(target=warm_up_now, args=(window,), name="audiosim-warm-up", daemon=True).start()
     return window
 
@@ -83,10 +83,26 @@ def _warm_up_maps() -> None:
 
 
 def _import_plotting() -> None:
-    """Import pyqtgraph, whose plots the waveform views build on first use, in the GUI thread: it creates
-    Qt types as it loads, and shiboken's lazy type set-up is not thread-safe. Imported in the warm-up
-    thread, it crashed the app with SIGSEGV about once in 300 start-ups, racing the GUI thread."""
+    """Import pyqtgraph (~0.2 s), whose plots the waveform views build on first use, in the GUI thread:
+    it creates Qt types as it loads, and shiboken's lazy type set-up is not thread-safe. Imported in the
+    warm-up thread, it crashed the app with SIGSEGV in about one start-up of 700, racing the GUI thread."""
     import pyqtgraph  # noqa: F401
+
+
+def _after_first_paint(window, callback) -> None:
+    """Call ``callback`` in the GUI thread once ``window`` has painted for the first time (a zero timer
+    set now would run before that paint, and keep the window from showing for as long as it takes)."""
+    from PySide6.QtCore import QEvent, QObject, QTimer
+
+    class FirstPaint(QObject):
+        def eventFilter(self, watched, event) -> bool:
+            if event.type() == QEvent.Type.Paint:
+                watched.removeEventFilter(self)
+                QTimer.singleShot(0, callback)
+                self.deleteLater()
+            return False
+
+    window.installEventFilter(FirstPaint(window))
 
 
 def run(library: str | None = None) -> int:
