@@ -13,17 +13,24 @@ creating transaction), ``schema-meta-written`` (same transaction, before its com
 ``index-scan-begun``, ``index-part-analysed`` (a part of a long file is in, the file is not complete),
 ``index-batch-committed`` (DB committed, vector stores not yet saved), ``index-stores-saved``; in
 ``verify --repair``: ``repair-vectors-reconciled``.
+
+Worker processes can be made to die (``AUDIOSIM_TEST_KILL_WORKER_ON``) or to stop for good
+(``AUDIOSIM_TEST_HOLD_WORKER_ON``) at a named file.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 
 KILL_AT_ENV = "AUDIOSIM_TEST_KILL_AT"
 # A worker about to analyse a file whose name contains this text SIGKILLs itself, to prove a dead worker's
 # file is retried. ``name:/path/marker`` kills only once (the first worker to create the marker).
 KILL_WORKER_ENV = "AUDIOSIM_TEST_KILL_WORKER_ON"
+# A worker about to analyse a file whose name contains this text stops there until the pool ends it, so a
+# run is certainly still under way when a test interrupts it, however fast the machine.
+HOLD_WORKER_ENV = "AUDIOSIM_TEST_HOLD_WORKER_ON"
 
 _reached: dict[str, int] = {}
 
@@ -57,6 +64,13 @@ def crash_on_file(path: str) -> None:
         except FileExistsError:
             return
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def hold_on_file(path: str) -> None:
+    """Stop this (worker) process here for good if ``AUDIOSIM_TEST_HOLD_WORKER_ON`` names ``path``'s file."""
+    wanted = os.environ.get(HOLD_WORKER_ENV)
+    if wanted and wanted in os.path.basename(path):
+        threading.Event().wait()
 
 
 def _kill_children() -> None:

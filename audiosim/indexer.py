@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from audiosim.analysis import Analysis, Failure, FilePart, PartAnalysis, analyze_file, analyze_part, assemble, \
     embed_analyses, fingerprint_file, plan_parts
-from audiosim.crashpoints import crash_on_file, crash_point
+from audiosim.crashpoints import crash_on_file, crash_point, hold_on_file
 from audiosim.config import AUDIO_EXTENSIONS, AnalysisParams
 from audiosim.errors import DecodeError
 from audiosim.process_pool import ProcessPool
@@ -84,6 +84,7 @@ _Result = tuple[_Job, "Analysis | PartAnalysis | None", "Failure | None"]
 def _analyze_job(job: _Job, *, embed: bool = True) -> _Result:
     """Runs in a worker: never raises, so one bad file cannot stop the run."""
     crash_on_file(job.path)
+    hold_on_file(job.path)
     try:
         if job.part is not None:
             return job, analyze_part(job.part, job.params), None

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from audiosim.crashpoints import HOLD_WORKER_ENV
 from tests.conftest import ROOT, run_cli, stored_frame_count
 
 
@@ -192,7 +193,10 @@ def test_ctrl_c_cancels_cleanly_and_a_rerun_resumes(tmp_path):
     make_oneshots(folder, 300, seed=4)
     lib = tmp_path / "lib"
     argv = [sys.executable, "-m", "audiosim", "--library", str(lib), "--json", "index", str(folder)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    # One file's worker stops at it for good: the run is still under way when Ctrl-C comes, however fast
+    # the rest went (the workers can finish 300 one-shots before the first commit).
+    env = {**os.environ, HOLD_WORKER_ENV: "shot_0150."}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     deadline = time.monotonic() + 120
     while not stored_frame_count(lib) and time.monotonic() < deadline:
         time.sleep(0.05)
