@@ -28,8 +28,9 @@ KILL_AT_ENV = "AUDIOSIM_TEST_KILL_AT"
 # A worker about to analyse a file whose name contains this text SIGKILLs itself, to prove a dead worker's
 # file is retried. ``name:/path/marker`` kills only once (the first worker to create the marker).
 KILL_WORKER_ENV = "AUDIOSIM_TEST_KILL_WORKER_ON"
-# A worker about to analyse a file whose name contains this text stops there until the pool ends it, so a
-# run is certainly still under way when a test interrupts it, however fast the machine.
+# A worker about to analyse a file whose name contains this text stops there, so a run is certainly still
+# under way when a test interrupts or looks at it, however fast the machine: ``name`` until the pool ends
+# the worker, ``name:/path/release`` until that file exists.
 HOLD_WORKER_ENV = "AUDIOSIM_TEST_HOLD_WORKER_ON"
 
 _reached: dict[str, int] = {}
@@ -67,10 +68,17 @@ def crash_on_file(path: str) -> None:
 
 
 def hold_on_file(path: str) -> None:
-    """Stop this (worker) process here for good if ``AUDIOSIM_TEST_HOLD_WORKER_ON`` names ``path``'s file."""
+    """Wait here if ``AUDIOSIM_TEST_HOLD_WORKER_ON`` names ``path``'s file: for good, or until its release
+    file exists."""
     wanted = os.environ.get(HOLD_WORKER_ENV)
-    if wanted and wanted in os.path.basename(path):
-        threading.Event().wait()
+    if not wanted:
+        return
+    name, _, release = wanted.partition(":")
+    if name not in os.path.basename(path):
+        return
+    pause = threading.Event()
+    while not (release and os.path.exists(release)):
+        pause.wait(0.02)
 
 
 def _kill_children() -> None:

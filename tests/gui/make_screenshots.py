@@ -20,6 +20,7 @@ def main(out: str) -> int:
     from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
 
+    from audiosim.crashpoints import HOLD_WORKER_ENV
     from audiosim.gui.app import create_app, create_window
     from audiosim.gui.settings import Settings
     import soundfile as sf
@@ -36,6 +37,9 @@ def main(out: str) -> int:
     bad.mkdir(parents=True)
     (bad / "empty.wav").write_bytes(b"")
     (bad / "readme.mp3").write_text("not audio\n" * 20)
+    # One file's analysis waits until released, so the first shot catches the indexing under way.
+    release = work / "release"
+    os.environ[HOLD_WORKER_ENV] = f"kick_07.:{release}"
     app = create_app()
     window = create_window(str(work / "library"), Settings(work / "settings.ini"))
     window.resize(1400, 860)
@@ -44,7 +48,9 @@ def main(out: str) -> int:
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
-                raise SystemExit(f"timed out at line {sys._getframe(1).f_lineno}")
+                bar = window.indexing_bar
+                raise SystemExit(f"timed out at line {sys._getframe(1).f_lineno} (indexing {bar.done}/{bar.total}, "
+                                 f"{bar.failed} failed, {window.library_panel.model.rowCount()} rows)")
             app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
 
     def settle(seconds: float = 0.3) -> None:
@@ -65,8 +71,9 @@ def main(out: str) -> int:
     bar = window.indexing_bar
     window.show_failed()
     wait_until(lambda: bar.failed > 0 and window.library_panel.model.rowCount() > 20
-               and 0 < bar.done < bar.total - 40 and bar.rate > 0)
+               and 0 < bar.done < bar.total and bar.rate > 0)
     shot("indexing", settle_seconds=0.02)
+    release.touch()
     wait_until(lambda: bool(done))
     wait_until(lambda: window.library_panel.model.rowCount() >= 140)
     window.failed_dock.hide()
