@@ -53,11 +53,8 @@ def crash_point(step: str) -> None:
 
 def crash_on_file(path: str) -> None:
     """SIGKILL this (worker) process if ``AUDIOSIM_TEST_KILL_WORKER_ON`` names ``path``'s file."""
-    wanted = os.environ.get(KILL_WORKER_ENV)
-    if not wanted:
-        return
-    name, _, marker = wanted.partition(":")
-    if name not in os.path.basename(path):
+    named, marker = _file_named(KILL_WORKER_ENV, path)
+    if not named:
         return
     if marker:
         try:
@@ -70,15 +67,16 @@ def crash_on_file(path: str) -> None:
 def hold_on_file(path: str) -> None:
     """Wait here if ``AUDIOSIM_TEST_HOLD_WORKER_ON`` names ``path``'s file: for good, or until its release
     file exists."""
-    wanted = os.environ.get(HOLD_WORKER_ENV)
-    if not wanted:
-        return
-    name, _, release = wanted.partition(":")
-    if name not in os.path.basename(path):
-        return
+    named, release = _file_named(HOLD_WORKER_ENV, path)
     pause = threading.Event()
-    while not (release and os.path.exists(release)):
+    while named and not (release and os.path.exists(release)):
         pause.wait(0.02)
+
+
+def _file_named(variable: str, path: str) -> tuple[bool, str]:
+    """Whether the variable ``name[:extra]`` names ``path``'s file (its name contains ``name``); ``extra``."""
+    name, _, extra = os.environ.get(variable, "").partition(":")
+    return bool(name) and name in os.path.basename(path), extra
 
 
 def _kill_children() -> None:
