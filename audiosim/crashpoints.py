@@ -14,7 +14,7 @@ creating transaction), ``schema-meta-written`` (same transaction, before its com
 ``index-batch-committed`` (DB committed, vector stores not yet saved), ``index-stores-saved``; in
 ``verify --repair``: ``repair-vectors-reconciled``.
 
-Worker processes can be made to die (``AUDIOSIM_TEST_KILL_WORKER_ON``) or to stop for good
+Worker processes can be made to die (``AUDIOSIM_TEST_KILL_WORKER_ON``) or to wait
 (``AUDIOSIM_TEST_HOLD_WORKER_ON``) at a named file.
 """
 
