@@ -618,9 +618,10 @@ def _fit_umap(vectors: np.ndarray, knn: tuple[np.ndarray, np.ndarray], params: M
 
 
 # -- JIT warm-up ------------------------------------------------------------------------------------------
-_warm_lock = threading.Lock()
+_warm_lock = threading.Lock()  # held by warm_up for the whole compile
 _warm_seconds: float | None = None
 _warm_thread: threading.Thread | None = None
+_warm_thread_lock = threading.Lock()  # not _warm_lock: the map window starting up would wait out the compile
 
 
 def start_warm_up() -> None:
@@ -630,7 +631,7 @@ def start_warm_up() -> None:
     Starts nothing but Qt-free work, so any thread may call it (the app calls it from its start-up
     warm-up thread)."""
     global _warm_thread
-    with _warm_lock:
+    with _warm_thread_lock:
         if _warm_thread is None:
             _warm_thread = threading.Thread(target=_quiet_warm_up, name="audiosim-umap-warm-up", daemon=True)
             _warm_thread.start()

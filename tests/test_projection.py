@@ -386,3 +386,15 @@ def test_mapping_writes_nothing(tmp_path):
         assert code == 0 and doc["points"]
     assert _snapshot(folder) == before
     assert not any(name.endswith(".tmp") or "map" in name for name in os.listdir(folder))
+
+
+def test_starting_the_map_warm_up_does_not_wait_for_a_compile_under_way():
+    """The map window calls ``start_warm_up`` as it opens, often while the app's warm-up is still compiling
+    UMAP's kernels (``warm_up`` holds its lock for those ~15 s): the window must not wait for it."""
+    import threading
+
+    with P._warm_lock:  # a compile under way
+        caller = threading.Thread(target=P.start_warm_up)
+        caller.start()
+        caller.join(timeout=10)
+        assert not caller.is_alive(), "start_warm_up waited for the compile"
