@@ -39,6 +39,14 @@ def _large_result_after_marking(marker):
     return bytes(250_000)
 
 
+def _wait_until_all_exist(paths, seconds: float) -> None:
+    pause = threading.Event()
+    for _ in range(int(seconds / 0.05)):
+        if all(p.exists() for p in paths):
+            return
+        pause.wait(0.05)
+
+
 def _fail_on_three(task):
     if task == 3:
         raise ValueError("three is not allowed")
@@ -65,11 +73,7 @@ def test_the_workers_start_before_the_results_are_read(tmp_path):
     markers = [tmp_path / f"m{i}" for i in range(6)]
     try:
         results = pool.imap_unordered([f"die:{m}" for m in markers], split=lambda t: [t], died=lambda t, w: w)
-        deadline = threading.Event()
-        for _ in range(100):  # nothing read yet: the workers take the tasks on their own
-            if all(m.exists() for m in markers[:2]):
-                break
-            deadline.wait(0.05)
+        _wait_until_all_exist(markers[:2], 5.0)  # nothing read yet: the workers take the tasks on their own
         assert markers[0].exists() and markers[1].exists()
         assert sorted(results) == sorted(f"die:{m}" for m in markers)  # each retried after its worker died
     finally:
@@ -83,11 +87,7 @@ def test_the_workers_go_on_while_their_large_results_wait_unread(tmp_path):
     markers = [tmp_path / f"m{i}" for i in range(6)]
     try:
         results = pool.imap_unordered([str(m) for m in markers], split=lambda t: [t], died=lambda t, w: w)
-        pause = threading.Event()
-        for _ in range(200):  # nothing read yet
-            if all(m.exists() for m in markers):
-                break
-            pause.wait(0.05)
+        _wait_until_all_exist(markers, 10.0)  # nothing read yet
         started = [m.name for m in markers if m.exists()]
         assert len(started) == len(markers), f"only {started} started while no result was read"
         assert [len(r) for r in results] == [250_000] * len(markers)

@@ -54,6 +54,7 @@ def main() -> int:
     window = create_window(library, Settings(settings_path), warm_up=True)
     window.warmedUp.connect(_warm_up_maps)  # as app.run() does
     wait_for_signal(window.warmedUp)
+
     def map_warm_up() -> threading.Thread | None:
         return next((t for t in threading.enumerate() if t.name == "audiosim-umap-warm-up"), None)
 

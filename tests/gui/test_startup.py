@@ -12,8 +12,8 @@ from tests.conftest import ROOT
 
 def test_modules_that_create_qt_types_load_in_the_gui_thread_only(tmp_path):
     """pyqtgraph and the app's own Qt modules set up Qt types as they load, and shiboken's lazy type set-up
-    is not thread-safe: pyqtgraph imported by the start-up warm-up thread crashed the app (SIGSEGV) about
-    once in 300 starts. The warm-up threads (start-up, and UMAP's compile) import only Qt-free modules."""
+    is not thread-safe: pyqtgraph imported by the start-up warm-up thread crashed the app (SIGSEGV) in 1 of
+    680 starts of the playback probe. The warm-up threads (start-up, and UMAP's compile) import only Qt-free modules."""
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     proc = subprocess.run([sys.executable, "-m", "tests.gui.startup_threads_probe", str(tmp_path / "library"),
                            str(tmp_path / "settings.ini")], capture_output=True, text=True, env=env, cwd=ROOT,
